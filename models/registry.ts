@@ -1,0 +1,121 @@
+/**
+ * The model registry: finds every manifest in the configured folders, validates it, pins its ONNX file, and checks
+ * the file's real inputs and outputs against what the manifest says. Runs once, at start-up, in the main thread, so
+ * that a bad model stops the service with an error naming the file and the field instead of failing every request.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { ManifestError, parseManifest, type ModelManifest, type TensorSpec } from './manifest.js';
+
+/** The project's own models: the built-in default style, generated from code by `npm run build`. */
+export const BUILTIN_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/builtin/' : './builtin/', import.meta.url));
+/** The DCT-Net-class benchmark model: never served by default, only when its folder is configured. */
+export const BENCH_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/bench/' : './bench/', import.meta.url));
+
+/** Reads and validates every `*.json` manifest of the given folders. Ids must be unique across folders. */
+export async function loadManifests(dirs: readonly string[]): Promise<ModelManifest[]> {
+  const manifests: ModelManifest[] = [];
+  const seen = new Map<string, string>();
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+    } catch (err) {
+      throw new ManifestError(dir, '(folder)', `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    for (const name of names) {
+      const path = join(dir, name);
+      const manifest = parseManifest(path, await readFile(path, 'utf8'));
+      const other = seen.get(manifest.id);
+      if (other !== undefined) throw new ManifestError(path, 'id', `"${manifest.id}" is already used by ${other}`);
+      seen.set(manifest.id, path);
+      manifest.file = isAbsolute(manifest.file) ? manifest.file : resolve(dir, manifest.file);
+      manifests.push(manifest);
+    }
+  }
+  checkReferences(manifests);
+  return manifests;
+}
+
+/** Styles may name a head model and a detector; both must exist and have the right role. */
+function checkReferences(manifests: readonly ModelManifest[]): void {
+  const byId = new Map(manifests.map((m) => [m.id, m]));
+  for (const m of manifests) {
+    for (const [field, role] of [['head', 'head'], ['detector', 'detector']] as const) {
+      const ref = m[field];
+      if (ref === undefined) continue;
+      const target = byId.get(ref);
+      if (target === undefined) throw new ManifestError(m.source, field, `names "${ref}", which no manifest defines`);
+      if (target.role !== role) throw new ManifestError(m.source, field, `names "${ref}", whose role is "${target.role}", not "${role}"`);
+    }
+  }
+}
+
+/**
+ * Opens each model once with onnxruntime, checks its file hash (when pinned) and its inputs and outputs against the
+ * manifest, and releases it. Workers then load the same files knowing they fit.
+ */
+export async function verifyModels(manifests: readonly ModelManifest[]): Promise<void> {
+  for (const m of manifests) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(m.file);
+    } catch (err) {
+      throw new ManifestError(m.source, 'file', `points to ${m.file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); run \`npm run build\` for the built-in models`);
+    }
+    if (m.sha256 !== undefined) {
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (actual !== m.sha256) throw new ManifestError(m.source, 'sha256', `is ${m.sha256} but ${m.file} hashes to ${actual}`);
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+    } catch (err) {
+      throw new ManifestError(m.source, 'file', `points to ${m.file}, which onnxruntime cannot load: ${(err as Error).message}`);
+    } finally {
+      bytes.fill(0);
+    }
+    try {
+      checkIo(m, session);
+    } finally {
+      await session.release();
+    }
+  }
+}
+
+/** The role decides the tensors' expected rank; detectors are checked by their family's decoder instead. */
+function checkIo(m: ModelManifest, session: ort.InferenceSession): void {
+  if (m.role === 'detector') {
+    checkTensor(m, 'input.name', session.inputMetadata, m.input, 4);
+    return;
+  }
+  checkTensor(m, 'input.name', session.inputMetadata, m.input, 4);
+  checkTensor(m, 'output.name', session.outputMetadata, m.output, 4);
+}
+
+function checkTensor(
+  m: ModelManifest,
+  field: string,
+  metadata: readonly ort.InferenceSession.ValueMetadata[],
+  spec: TensorSpec,
+  rank: number,
+): void {
+  const meta = metadata.find((x) => x.name === spec.name);
+  const names = metadata.map((x) => x.name).join(', ');
+  if (meta === undefined) throw new ManifestError(m.source, field, `is "${spec.name}" but the model's are: ${names}`);
+  if (!meta.isTensor) throw new ManifestError(m.source, field, `"${spec.name}" is not a tensor`);
+  if (meta.type !== 'float32') throw new ManifestError(m.source, field, `"${spec.name}" has type ${meta.type}; only float32 is supported`);
+  if (meta.shape.length !== 0 && meta.shape.length !== rank) {
+    throw new ManifestError(m.source, field, `"${spec.name}" has rank ${meta.shape.length}; a ${spec.layout} image tensor has rank ${rank}`);
+  }
+  const [channelAxis, otherAxis] = spec.layout === 'NCHW' ? [1, 3] : [3, 1];
+  const channels = meta.shape[channelAxis];
+  const fixed3Elsewhere = meta.shape[otherAxis] === 3 && typeof channels !== 'number';
+  if ((typeof channels === 'number' && channels !== 3) || fixed3Elsewhere) {
+    const shape = `[${meta.shape.join(', ')}]`;
+    throw new ManifestError(m.source, field, `"${spec.name}" has shape ${shape}, which does not have 3 on the ${spec.layout} channel axis (is the layout right?)`);
+  }
+}

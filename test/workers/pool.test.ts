@@ -1,0 +1,184 @@
+import sharp from 'sharp';
+import t from 'tap';
+import { buildChannel0Model, buildInvertModel, buildSlowModel } from '../../models/generate/test-models.js';
+import type { CartoonizeOptions } from '../../workers/contract.js';
+import { InferencePool, ownedArrayBuffer } from '../../workers/pool.js';
+import { imageManifest, modelsDir } from '../fixtures/models.js';
+
+const opts = (style: string, extra: Partial<CartoonizeOptions> = {}): CartoonizeOptions => ({ style, format: 'png', quality: 90, ...extra });
+
+/** A 48x32 image with a distinct colour per pixel (lossless PNG), so position and channel mistakes show. */
+async function gradient(width = 48, height = 32): Promise<{ png: Buffer; raw: Buffer }> {
+  const raw = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) raw.set([(x * 5) & 255, (y * 7) & 255, (x * 3 + y * 2) & 255], (y * width + x) * 3);
+  }
+  return { png: await sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer(), raw };
+}
+
+async function pixels(output: ArrayBuffer): Promise<Buffer> {
+  return sharp(Buffer.from(output)).removeAlpha().raw().toBuffer();
+}
+
+t.test('each layout and value range is honoured (invert models)', async (t) => {
+  const models = [];
+  for (const layout of ['NCHW', 'NHWC'] as const) {
+    for (const range of ['0..1', '-1..1', '0..255'] as const) {
+      const id = `invert-${layout}-${range.replace(/\W+/g, '')}`.toLowerCase();
+      models.push({ manifest: imageManifest(id, { layout, range }), bytes: buildInvertModel({ layout, range }) });
+    }
+  }
+  const pool = await InferencePool.start({ modelsDirs: [modelsDir(t, models)], workers: 1 });
+  t.teardown(() => pool.close());
+  const { png, raw } = await gradient();
+  for (const { manifest } of models) {
+    const result = await pool.run(Buffer.from(png), opts(manifest.id));
+    t.same([result.width, result.height], [48, 32], `${manifest.id}: size kept`);
+    const out = await pixels(result.output);
+    const expected = Buffer.from(raw.map((v) => 255 - v));
+    t.ok(out.equals(expected), `${manifest.id}: every pixel is the negative of the input`);
+  }
+});
+
+t.test('channel order is honoured (channel-0 models)', async (t) => {
+  const bytes = buildChannel0Model({ layout: 'NHWC' });
+  const dir = modelsDir(t, [
+    { manifest: imageManifest('rgb', { layout: 'NHWC', channels: 'RGB' }), bytes },
+    { manifest: imageManifest('bgr', { layout: 'NHWC', channels: 'BGR' }), bytes },
+  ]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  t.teardown(() => pool.close());
+  const blue = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 0, g: 0, b: 255 } } }).png().toBuffer();
+  const viaRgb = await pixels((await pool.run(Buffer.from(blue), opts('rgb'))).output);
+  const viaBgr = await pixels((await pool.run(Buffer.from(blue), opts('bgr'))).output);
+  t.same(Array.from(viaRgb.subarray(0, 3)), [0, 0, 0], 'RGB model sees red (0) in channel 0');
+  t.same(Array.from(viaBgr.subarray(0, 3)), [255, 255, 255], 'BGR model sees blue (255) in channel 0');
+});
+
+t.test('padding to a multiple is cropped away again, and the output can be capped', async (t) => {
+  const dir = modelsDir(t, [
+    {
+      manifest: imageManifest('padded', { layout: 'NCHW', range: '-1..1' }, { multiple: 16, pad: 255 }),
+      bytes: buildInvertModel({ layout: 'NCHW', range: '-1..1' }),
+    },
+  ]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  t.teardown(() => pool.close());
+  const { png, raw } = await gradient(37, 21);
+  const result = await pool.run(Buffer.from(png), opts('padded'));
+  t.same([result.width, result.height], [37, 21]);
+  t.ok((await pixels(result.output)).equals(Buffer.from(raw.map((v) => 255 - v))), 'pixels line up after the crop');
+  const capped = await pool.run(Buffer.from(png), opts('padded', { maxSize: 20 }));
+  t.same([capped.width, capped.height], [20, 11], 'long side capped, aspect kept');
+  for (const format of ['jpeg', 'webp'] as const) {
+    const r = await pool.run(Buffer.from(png), opts('padded', { format }));
+    t.equal(r.mime, `image/${format}`);
+    t.equal((await sharp(Buffer.from(r.output)).metadata()).format, format);
+  }
+});
+
+t.test('buffers are transferred on both legs, and pooled Buffers are copied, never moved', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  t.teardown(() => pool.close());
+  const { png } = await gradient();
+
+  const own = new Uint8Array(png.length);
+  own.set(png);
+  const result = await pool.run(own, opts('inv'));
+  t.equal(own.byteLength, 0, "the sender's view is detached: the bytes moved to the worker");
+  t.ok(result.output instanceof ArrayBuffer && result.output.byteLength > 0, 'the result arrives as an ArrayBuffer of its own');
+
+  // A small Buffer lives inside Node's shared 8 KiB pool, next to other Buffers.
+  const tiny = await sharp({ create: { width: 4, height: 4, channels: 3, background: 'red' } }).png().toBuffer();
+  const pooled = Buffer.from(tiny);
+  const neighbour = Buffer.from('neighbour-bytes');
+  t.equal(pooled.buffer, neighbour.buffer, 'fixture: both Buffers share one pool slab');
+  await pool.run(pooled, opts('inv'));
+  t.equal(neighbour.toString(), 'neighbour-bytes', 'the neighbour in the pool is untouched');
+  t.equal(pooled.byteLength, tiny.length, 'the pooled Buffer was not detached');
+  t.ok(pooled.every((b) => b === 0), 'the copied-from upload was zero-filled');
+
+  const slice = Buffer.concat([Buffer.alloc(10_000), png]).subarray(10_000);
+  const owned = ownedArrayBuffer(slice);
+  t.equal(owned.byteLength, png.length, 'a view into a larger allocation gets a buffer of its own size');
+});
+
+t.test('bad input gives typed errors and the pool carries on', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, maxInputPixels: 100_000 });
+  t.teardown(() => pool.close());
+  const { png } = await gradient();
+  const jpeg = await sharp(png).resize(300, 200).jpeg().toBuffer();
+  const big = await sharp({ create: { width: 400, height: 400, channels: 3, background: 'black' } }).png().toBuffer();
+  const cases: Array<[string, Uint8Array, string, number]> = [
+    ['svg', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'), 'PTOON_UNSUPPORTED_MEDIA', 415],
+    ['truncated', jpeg.subarray(0, jpeg.length >> 1), 'PTOON_BAD_IMAGE', 422],
+    ['too many pixels', big, 'PTOON_TOO_MANY_PIXELS', 413],
+  ];
+  for (const [name, bytes, code, status] of cases) {
+    await t.rejects(pool.run(Buffer.from(bytes), opts('inv')), { code, statusCode: status }, name);
+  }
+  await t.rejects(pool.run(Buffer.from(png), opts('nope')), { code: 'PTOON_UNKNOWN_STYLE', statusCode: 400 });
+  t.equal((await pool.run(Buffer.from(png), opts('inv'))).width, 48, 'a good request still works');
+});
+
+t.test('a queued task whose client went away is dropped; a full queue is a typed 503', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, maxQueue: 1, testHooks: true });
+  t.teardown(() => pool.destroy());
+  const { png } = await gradient();
+
+  const hung = pool.run(Buffer.from(png), opts('inv'), { testHook: 'hang', deadlineMs: 1500 });
+  const client = new AbortController();
+  const queued = pool.run(Buffer.from(png), opts('inv'), { signal: client.signal });
+  t.equal(pool.stats().queued, 1, 'second task waits');
+  t.equal(pool.saturated, true, 'busy worker + full queue: saturated');
+  const refused = pool.run(Buffer.from(png), opts('inv'));
+  await t.rejects(refused, { code: 'PTOON_BUSY', statusCode: 503 }, 'third task is refused at once');
+  try {
+    await refused;
+  } catch (err) {
+    t.ok((err as { retryAfter?: number }).retryAfter! >= 1, 'with a Retry-After');
+  }
+  client.abort();
+  await t.rejects(queued, { code: 'PTOON_ABORTED' });
+  t.equal(pool.stats().queued, 0, 'the queue is empty again');
+  t.equal(pool.stats().abortedQueued, 1);
+
+  await t.rejects(hung, { code: 'PTOON_DEADLINE', statusCode: 504 }, 'the deadline ends the hung task');
+  const next = await pool.run(Buffer.from(png), opts('inv'));
+  t.equal(next.width, 48, 'the replaced worker serves the next task');
+});
+
+t.test('a worker that throws or dies is survived', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, testHooks: true });
+  t.teardown(() => pool.close());
+  const { png } = await gradient();
+  await t.rejects(pool.run(Buffer.from(png), opts('inv'), { testHook: 'throw' }), { code: 'PTOON_WORKER_FAILED', statusCode: 500 });
+  t.equal((await pool.run(Buffer.from(png), opts('inv'))).width, 48, 'next task after a throw');
+  await t.rejects(pool.run(Buffer.from(png), opts('inv'), { testHook: 'exit' }), { code: 'PTOON_WORKER_FAILED' });
+  t.equal(pool.stats().workerCrashes, 1);
+  t.equal((await pool.run(Buffer.from(png), opts('inv'))).width, 48, 'next task after a crash');
+  t.equal(pool.ready, true, 'ready again once the replacement warmed up');
+});
+
+t.test('test hooks are ignored unless enabled', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  t.teardown(() => pool.close());
+  const { png } = await gradient();
+  t.equal((await pool.run(Buffer.from(png), opts('inv'), { testHook: 'exit' })).width, 48);
+});
+
+t.test('two workers run inference concurrently without crashing', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('slow', { layout: 'NCHW' }), bytes: buildSlowModel() }]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 2, maxQueue: 64 });
+  t.teardown(() => pool.close());
+  const { png } = await gradient(256, 256);
+  const results = await Promise.all(Array.from({ length: 12 }, () => pool.run(Buffer.from(png), opts('slow'))));
+  t.equal(results.length, 12);
+  t.ok(results.every((r) => r.width === 256));
+  t.equal(pool.stats().completed, 12);
+});

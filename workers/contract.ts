@@ -1,0 +1,83 @@
+/**
+ * The messages that cross the thread boundary between the main thread and a worker.
+ * Types only: this file is imported on both sides and must stay free of side effects.
+ */
+
+export type OutputFormat = 'jpeg' | 'png' | 'webp';
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['jpeg', 'png', 'webp'];
+
+/** Request options a caller may set; validated in the main thread before a task is queued. */
+export interface CartoonizeOptions {
+  /** Style (model) id, as listed by the registry. */
+  style: string;
+  format: OutputFormat;
+  /** Encoder quality 1..100 for jpeg and webp; ignored for png. */
+  quality: number;
+  /** Optional cap on the output's long side, in pixels. */
+  maxSize?: number | undefined;
+  /** Face-aware styles: answer NO_FACE instead of a whole-image result when no face is found. */
+  requireFace?: boolean | undefined;
+}
+
+/** Fault injection for tests of the pool's recovery; honoured only when the pool was started with testHooks. */
+export type TestHook = 'throw' | 'exit' | 'hang';
+
+export interface CartoonizeTask extends CartoonizeOptions {
+  /** The encoded upload. Transferred, never cloned: the sender's copy is detached after `run`. */
+  input: ArrayBuffer;
+  testHook?: TestHook | undefined;
+}
+
+/** Milliseconds spent in each stage inside the worker. */
+export interface StageTimings {
+  decode: number;
+  detect?: number;
+  infer: number;
+  head?: number;
+  encode: number;
+}
+
+export interface CartoonizeSuccess {
+  ok: true;
+  /** The encoded result, transferred back. */
+  output: ArrayBuffer;
+  mime: string;
+  width: number;
+  height: number;
+  faces: number;
+  timings: StageTimings;
+}
+
+/**
+ * Expected failures caused by the input (not by the service) are returned, not thrown, so that their
+ * code survives the thread boundary intact; the main thread turns them into coded errors (workers/errors.ts).
+ */
+export type InputErrorCode =
+  | 'UNSUPPORTED_FORMAT'
+  | 'BAD_IMAGE'
+  | 'TOO_MANY_PIXELS'
+  | 'NO_FACE'
+  | 'UNKNOWN_STYLE';
+
+export interface CartoonizeFailure {
+  ok: false;
+  code: InputErrorCode;
+  message: string;
+}
+
+export type CartoonizeReply = CartoonizeSuccess | CartoonizeFailure;
+
+/** What every worker receives at start (Piscina `workerData`). */
+export interface WorkerConfig {
+  /** Validated manifests of the models to load, with absolute ONNX paths. */
+  models: import('../models/manifest.js').ModelManifest[];
+  intraOpThreads: number;
+  interOpThreads: number;
+  /** ORT thread-pool spin-waiting; off by default so idle workers don't burn CPU. */
+  spinning: boolean;
+  /** Decoded pixel budget per image (width x height after orientation), checked from the header before decoding. */
+  maxInputPixels: number;
+  /** Longest output side a request may ask for, and the cap when it asks for none. */
+  maxOutputSide: number;
+  testHooks: boolean;
+}

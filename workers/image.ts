@@ -1,0 +1,154 @@
+/**
+ * sharp (libvips) at both ends of the pipeline: hostile bytes in, plain RGB pixels out; RGB pixels in, an encoded
+ * image without any metadata out. Buffers only, never file paths. Worker threads only.
+ */
+import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
+import type { OutputFormat } from './contract.js';
+import { sniffFormat } from './sniff.js';
+
+// libvips settings are process-wide. The pool already runs one image per worker thread: more libvips threads per
+// image would oversubscribe the cores, and its operation cache would keep decoded photos alive after the request.
+sharp.cache(false);
+sharp.concurrency(1);
+// Only the three loaders we accept may run, whatever a file claims to be (defence in depth behind sniffing).
+sharp.block({ operation: ['VipsForeignLoad'] });
+sharp.unblock({ operation: ['VipsForeignLoadJpegBuffer', 'VipsForeignLoadPngBuffer', 'VipsForeignLoadWebpBuffer'] });
+
+/** A stuck decode or encode must not hold a worker forever; real images take well under a second. */
+const SHARP_TIMEOUT_S = 20;
+
+export class ImageInputError extends Error {
+  constructor(
+    readonly code: 'UNSUPPORTED_FORMAT' | 'BAD_IMAGE' | 'TOO_MANY_PIXELS',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Probe {
+  /** Size after EXIF orientation is applied. */
+  width: number;
+  height: number;
+  hasAlpha: boolean;
+}
+
+export interface DecodedImage {
+  /** Interleaved 8-bit sRGB, width x height x 3. */
+  rgb: Uint8Array;
+  /** 8-bit alpha, width x height, when the input had an alpha channel. */
+  alpha: Uint8Array | undefined;
+  width: number;
+  height: number;
+}
+
+function inputOptions(maxInputPixels: number): SharpOptions {
+  // failOn 'warning': a truncated or damaged file is an error, not a half-grey picture. pages 1: no animations.
+  return { failOn: 'warning', limitInputPixels: maxInputPixels, sequentialRead: true, pages: 1 };
+}
+
+/** Sniffs the format and reads the header only: oversized images are refused before any pixel is decoded. */
+export async function probe(input: Uint8Array, maxInputPixels: number): Promise<Probe> {
+  const sniffed = sniffFormat(input);
+  if (!sniffed.ok) {
+    throw new ImageInputError('UNSUPPORTED_FORMAT', `The upload is ${sniffed.what}; send a JPEG, PNG or WebP image`);
+  }
+  let meta: Metadata;
+  try {
+    // limitInputPixels: 0 here, so that we can tell "too large" from "corrupt" ourselves.
+    meta = await sharp(input, { ...inputOptions(maxInputPixels), limitInputPixels: false }).metadata();
+  } catch {
+    throw new ImageInputError('BAD_IMAGE', `The ${sniffed.format.toUpperCase()} image could not be read: it is damaged or truncated`);
+  }
+  if (meta.format !== sniffed.format) {
+    throw new ImageInputError('BAD_IMAGE', `The image's content does not match its ${sniffed.format.toUpperCase()} signature`);
+  }
+  const { width, height } = meta;
+  if (!width || !height) throw new ImageInputError('BAD_IMAGE', 'The image has no size');
+  if (width * height > maxInputPixels) {
+    throw new ImageInputError('TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; the limit is ${maxInputPixels} pixels`);
+  }
+  // EXIF orientations 5 to 8 turn the picture by 90 degrees.
+  const turned = (meta.orientation ?? 1) >= 5;
+  return { width: turned ? height : width, height: turned ? width : height, hasAlpha: meta.hasAlpha ?? false };
+}
+
+/** Decodes, applies EXIF orientation, resizes to the model's size and converts to 8-bit sRGB, alpha kept aside. */
+export async function decode(input: Uint8Array, probed: Probe, width: number, height: number, maxInputPixels: number): Promise<DecodedImage> {
+  let pipeline = sharp(input, inputOptions(maxInputPixels)).timeout({ seconds: SHARP_TIMEOUT_S }).rotate();
+  if (width !== probed.width || height !== probed.height) {
+    pipeline = pipeline.resize(width, height, { fit: 'fill', kernel: 'lanczos3' });
+  }
+  // toColourspace('srgb') turns grey, CMYK, 16-bit and palette images into 8-bit sRGB (ICC profiles are applied).
+  pipeline = pipeline.toColourspace('srgb');
+  pipeline = probed.hasAlpha ? pipeline.ensureAlpha() : pipeline.removeAlpha();
+  let data: Buffer;
+  let info: OutputInfo;
+  try {
+    ({ data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
+  } catch {
+    throw new ImageInputError('BAD_IMAGE', 'The image could not be decoded: it is damaged or truncated');
+  }
+  if (info.width !== width || info.height !== height || info.channels !== (probed.hasAlpha ? 4 : 3)) {
+    throw new ImageInputError('BAD_IMAGE', 'The image decoded to an unexpected shape');
+  }
+  if (!probed.hasAlpha) return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), alpha: undefined, width, height };
+  const pixels = width * height;
+  const rgb = new Uint8Array(pixels * 3);
+  const alpha = new Uint8Array(pixels);
+  for (let i = 0; i < pixels; i++) {
+    rgb[i * 3] = data[i * 4]!;
+    rgb[i * 3 + 1] = data[i * 4 + 1]!;
+    rgb[i * 3 + 2] = data[i * 4 + 2]!;
+    alpha[i] = data[i * 4 + 3]!;
+  }
+  data.fill(0);
+  return { rgb, alpha, width, height };
+}
+
+export const MIME: Record<OutputFormat, string> = { jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp' };
+
+/**
+ * Encodes RGB (+ alpha) pixels, resized to the output size. sharp writes no EXIF, XMP, IPTC or ICC unless asked
+ * (we never ask), so the result carries nothing of the upload but its pixels. JPEG has no alpha: flattened on white.
+ */
+export async function encode(
+  image: DecodedImage,
+  outWidth: number,
+  outHeight: number,
+  format: OutputFormat,
+  quality: number,
+): Promise<Buffer> {
+  const { width, height } = image;
+  let pixels: Uint8Array = image.rgb;
+  let channels: 3 | 4 = 3;
+  if (image.alpha !== undefined) {
+    pixels = new Uint8Array(width * height * 4);
+    for (let i = 0; i < width * height; i++) {
+      pixels[i * 4] = image.rgb[i * 3]!;
+      pixels[i * 4 + 1] = image.rgb[i * 3 + 1]!;
+      pixels[i * 4 + 2] = image.rgb[i * 3 + 2]!;
+      pixels[i * 4 + 3] = image.alpha[i]!;
+    }
+    channels = 4;
+  }
+  let pipeline = sharp(pixels, { raw: { width, height, channels } }).timeout({ seconds: SHARP_TIMEOUT_S });
+  if (outWidth !== width || outHeight !== height) pipeline = pipeline.resize(outWidth, outHeight, { fit: 'fill', kernel: 'lanczos3' });
+  if (channels === 4 && format === 'jpeg') pipeline = pipeline.flatten({ background: '#ffffff' });
+  switch (format) {
+    case 'jpeg':
+      pipeline = pipeline.jpeg({ quality, chromaSubsampling: quality >= 90 ? '4:4:4' : '4:2:0' });
+      break;
+    case 'png':
+      pipeline = pipeline.png({ compressionLevel: 6 });
+      break;
+    case 'webp':
+      pipeline = pipeline.webp({ quality });
+      break;
+  }
+  try {
+    return await pipeline.toBuffer();
+  } finally {
+    if (pixels !== image.rgb) pixels.fill(0);
+  }
+}

@@ -1,0 +1,427 @@
+/**
+ * The inference pool, main-thread side: a Piscina pool of worker threads behind a bounded admission queue.
+ *
+ * Why an admission queue of our own in front of Piscina's: we must know, per task, whether it is still waiting or
+ * already running. A waiting task whose client went away is simply dropped; a running one is left to finish
+ * (aborting it in Piscina terminates the worker and reloads every model). Only a deadline kills a running task.
+ * Tasks are handed to Piscina only when a worker is free, so Piscina's own queue stays empty.
+ */
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Piscina } from 'piscina';
+import { loadManifests, verifyModels } from '../models/registry.js';
+import type { ModelManifest } from '../models/manifest.js';
+import type { CartoonizeOptions, CartoonizeReply, CartoonizeSuccess, CartoonizeTask, TestHook, WorkerConfig } from './contract.js';
+import {
+  AbortedError,
+  BadImageError,
+  BusyError,
+  DeadlineError,
+  NoFaceError,
+  NotReadyError,
+  TooManyPixelsError,
+  UnknownStyleError,
+  UnsupportedMediaError,
+  WorkerFailedError,
+} from './errors.js';
+import { isWorkerNotice } from './notice.js';
+
+export interface PoolConfig {
+  /** Folders holding model manifests (`*.json`) and their ONNX files. */
+  modelsDirs: readonly string[];
+  /** Worker threads; default: available parallelism, one inference per core. */
+  workers?: number;
+  /** onnxruntime intra-op threads per session; default 1 (parallelism comes from workers). */
+  intraOpThreads?: number;
+  interOpThreads?: number;
+  spinning?: boolean;
+  /** Tasks that may wait for a worker; beyond it, `run` fails fast with BusyError. Default: 4 per worker. */
+  maxQueue?: number;
+  /** Default 16.7 MP (4096 x 4096): a decoded RGBA copy is then at most 64 MiB per worker. */
+  maxInputPixels?: number;
+  /** Default 4096: the longest side a result may have. */
+  maxOutputSide?: number;
+  /** Enables CartoonizeTask.testHook (fault injection). Never on in production. */
+  testHooks?: boolean;
+}
+
+export interface StyleInfo {
+  id: string;
+  title: string;
+  faceAware: boolean;
+}
+
+export interface RunControl {
+  /** The client went away: drop the task if it is still waiting, discard its result if it is running. */
+  signal?: AbortSignal | undefined;
+  /** Hard bound on queue + run time; a task still running then is killed (its worker is replaced). */
+  deadlineMs?: number | undefined;
+  /** Fault injection; ignored unless the pool was started with testHooks. */
+  testHook?: TestHook | undefined;
+}
+
+export interface RunResult extends CartoonizeSuccess {
+  /** Milliseconds spent waiting for a worker. */
+  queueMs: number;
+}
+
+export interface PoolStats {
+  workers: number;
+  readyWorkers: number;
+  busy: number;
+  queued: number;
+  maxQueue: number;
+  completed: number;
+  failed: number;
+  workerCrashes: number;
+  rejectedBusy: number;
+  abortedQueued: number;
+}
+
+interface Waiting {
+  task: CartoonizeTask;
+  resolve: (result: RunResult) => void;
+  reject: (err: Error) => void;
+  enqueuedAt: number;
+  control: RunControl;
+  /** Aborts the Piscina task: used only by the deadline, since it terminates the worker. */
+  killer: AbortController;
+  cleanup: () => void;
+  settled: boolean;
+}
+
+/** Seconds a busy client is told to wait when we have no timing yet. */
+const DEFAULT_RETRY_AFTER_S = 1;
+const MAX_RETRY_AFTER_S = 60;
+
+export class InferencePool extends EventEmitter {
+  readonly styles: readonly StyleInfo[];
+  readonly workers: number;
+  readonly maxQueue: number;
+  readonly threadSettings: { workers: number; intraOpThreads: number; interOpThreads: number; spinning: boolean };
+
+  private readonly piscina: Piscina;
+  private readonly waiting: Waiting[] = [];
+  private readonly readyThreads = new Set<number>();
+  private busy = 0;
+  private closing = false;
+  private avgRunMs = 0;
+  private counters = { completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0 };
+
+  private constructor(piscina: Piscina, styles: StyleInfo[], settings: InferencePool['threadSettings'], maxQueue: number) {
+    super();
+    this.piscina = piscina;
+    this.styles = styles;
+    this.workers = settings.workers;
+    this.threadSettings = settings;
+    this.maxQueue = maxQueue;
+  }
+
+  /**
+   * Validates every model, starts the workers and resolves once each has loaded its sessions and run a warm-up
+   * inference. Rejects with the first model or worker error, naming the file and field.
+   */
+  static async start(config: PoolConfig): Promise<InferencePool> {
+    const manifests = await loadManifests(config.modelsDirs);
+    if (!manifests.some((m) => m.role === 'whole')) {
+      throw new Error(`No style found in ${config.modelsDirs.join(', ')}: at least one manifest with role "whole" is needed`);
+    }
+    await verifyModels(manifests);
+
+    const workers = positive(config.workers, availableParallelism());
+    const settings = {
+      workers,
+      intraOpThreads: positive(config.intraOpThreads, 1),
+      interOpThreads: positive(config.interOpThreads, 1),
+      spinning: config.spinning ?? false,
+    };
+    const maxQueue = config.maxQueue ?? workers * 4;
+    const workerData: WorkerConfig = {
+      models: manifests,
+      intraOpThreads: settings.intraOpThreads,
+      interOpThreads: settings.interOpThreads,
+      spinning: settings.spinning,
+      maxInputPixels: positive(config.maxInputPixels, 4096 * 4096),
+      maxOutputSide: positive(config.maxOutputSide, 4096),
+      testHooks: config.testHooks ?? false,
+    };
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    const piscina = new Piscina({
+      filename: new URL(`./cartoonize${ext}`, import.meta.url).href,
+      workerData,
+      // Every worker holds its own sessions: keep exactly `workers` of them, never idle-reaped and re-created.
+      minThreads: workers,
+      maxThreads: workers,
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+      // We dispatch only to free workers (see `pump`); this bound is a safety net, not the queue.
+      maxQueue: Math.max(1, workers),
+      concurrentTasksPerWorker: 1,
+    });
+    const styles = manifests
+      .filter((m) => m.role === 'whole')
+      .map((m: ModelManifest) => ({ id: m.id, title: m.title, faceAware: m.head !== undefined }));
+    const pool = new InferencePool(piscina, styles, settings, maxQueue);
+    await pool.waitUntilWarm();
+    return pool;
+  }
+
+  /** Resolves when every worker has warmed up; rejects (and closes the pool) if a worker fails to initialise. */
+  private waitUntilWarm(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const fail = (err: Error) => {
+        this.piscina.off('message', onMessage);
+        void this.piscina.destroy();
+        reject(err);
+      };
+      const onMessage = (message: unknown) => {
+        if (!isWorkerNotice(message)) return;
+        if (message.type === 'init-failed') fail(new Error(message.message));
+        if (this.readyThreads.size >= this.workers) {
+          this.piscina.off('message', onMessage);
+          this.piscina.off('error', fail);
+          this.piscina.on('error', (err: Error) => this.emit('error', err));
+          resolve();
+        }
+      };
+      // Registered before any worker can speak: readiness of replacement workers is tracked for the pool's life.
+      this.piscina.on('message', (message: unknown) => {
+        if (isWorkerNotice(message) && message.type === 'ready') {
+          this.readyThreads.add(message.threadId);
+          this.emit('worker-ready', message.threadId);
+        }
+      });
+      this.piscina.on('workerDestroy', (worker: { id?: number; threadId?: number }) => {
+        const id = worker.threadId ?? worker.id;
+        if (id !== undefined) this.readyThreads.delete(id);
+      });
+      this.piscina.on('message', onMessage);
+      this.piscina.once('error', fail);
+    });
+  }
+
+  /** True while every worker holds warm sessions and the pool is not shutting down. */
+  get ready(): boolean {
+    return !this.closing && this.readyThreads.size >= this.workers;
+  }
+
+  stats(): PoolStats {
+    return {
+      workers: this.workers,
+      readyWorkers: this.readyThreads.size,
+      busy: this.busy,
+      queued: this.waiting.length,
+      maxQueue: this.maxQueue,
+      ...this.counters,
+    };
+  }
+
+  /** How long a client turned away now should wait: the time for the present backlog to drain, at least 1 s. */
+  retryAfterSeconds(): number {
+    if (this.avgRunMs === 0) return DEFAULT_RETRY_AFTER_S;
+    const backlog = this.waiting.length + this.busy;
+    const seconds = Math.ceil((backlog * this.avgRunMs) / this.workers / 1000);
+    return Math.min(MAX_RETRY_AFTER_S, Math.max(DEFAULT_RETRY_AFTER_S, seconds));
+  }
+
+  /** True when a task submitted now would be refused: lets the HTTP layer reject before reading an upload. */
+  get saturated(): boolean {
+    return this.busy >= this.workers && this.waiting.length >= this.maxQueue;
+  }
+
+  hasStyle(id: string): boolean {
+    return this.styles.some((s) => s.id === id);
+  }
+
+  /**
+   * Cartoonizes one encoded image. Takes ownership of `input`: its memory is moved to the worker (the caller's view
+   * is detached) or, where it cannot be moved, copied and then zero-filled. Throws the coded errors of errors.ts.
+   */
+  run(input: Uint8Array, options: CartoonizeOptions, control: RunControl = {}): Promise<RunResult> {
+    // Not `!this.ready`: while a crashed worker is being replaced, tasks wait for it like any other.
+    if (this.closing) {
+      input.fill(0);
+      return Promise.reject(new NotReadyError());
+    }
+    if (!this.hasStyle(options.style)) {
+      input.fill(0);
+      return Promise.reject(new UnknownStyleError(options.style));
+    }
+    if (this.saturated) {
+      input.fill(0);
+      this.counters.rejectedBusy++;
+      const err = new BusyError(this.retryAfterSeconds());
+      return Promise.reject(Object.assign(err, { retryAfter: this.retryAfterSeconds() }));
+    }
+    if (control.signal?.aborted) {
+      input.fill(0);
+      return Promise.reject(new AbortedError());
+    }
+    const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), testHook: control.testHook };
+    return new Promise<RunResult>((resolve, reject) => {
+      const entry: Waiting = {
+        task,
+        resolve,
+        reject,
+        enqueuedAt: performance.now(),
+        control,
+        killer: new AbortController(),
+        cleanup: () => {},
+        settled: false,
+      };
+      this.armControls(entry);
+      this.waiting.push(entry);
+      this.pump();
+    });
+  }
+
+  /** Wires the client signal and the deadline to one entry; both are removed once it settles. */
+  private armControls(entry: Waiting): void {
+    const { signal, deadlineMs } = entry.control;
+    const { killer } = entry;
+    const onClientAbort = () => {
+      const index = this.waiting.indexOf(entry);
+      if (index !== -1) {
+        // Still waiting: drop it, and wipe the bytes it would have carried.
+        this.waiting.splice(index, 1);
+        new Uint8Array(entry.task.input).fill(0);
+        this.counters.abortedQueued++;
+      }
+      // Running: nobody will read the result, but the worker is left to finish (see file comment).
+      this.settle(entry, new AbortedError());
+    };
+    const timer =
+      deadlineMs !== undefined && deadlineMs > 0
+        ? setTimeout(() => {
+            const index = this.waiting.indexOf(entry);
+            if (index !== -1) {
+              this.waiting.splice(index, 1);
+              new Uint8Array(entry.task.input).fill(0);
+            } else {
+              killer.abort();
+            }
+            this.settle(entry, new DeadlineError(deadlineMs));
+          }, deadlineMs)
+        : undefined;
+    signal?.addEventListener('abort', onClientAbort, { once: true });
+    entry.cleanup = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onClientAbort);
+    };
+  }
+
+  private settle(entry: Waiting, outcome: Error | RunResult): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    entry.cleanup();
+    if (outcome instanceof Error) entry.reject(outcome);
+    else entry.resolve(outcome);
+  }
+
+  /** Hands waiting tasks to free workers, oldest first. */
+  private pump(): void {
+    while (this.busy < this.workers && this.waiting.length > 0) {
+      const entry = this.waiting.shift()!;
+      this.busy++;
+      void this.dispatch(entry).finally(() => {
+        this.busy--;
+        this.pump();
+        if (this.busy === 0 && this.waiting.length === 0) this.emit('idle');
+      });
+    }
+  }
+
+  private async dispatch(entry: Waiting): Promise<void> {
+    const started = performance.now();
+    const queueMs = started - entry.enqueuedAt;
+    const { killer } = entry;
+    let reply: CartoonizeReply;
+    try {
+      reply = await this.piscina.run(entry.task, { transferList: [entry.task.input], signal: killer.signal });
+    } catch (err) {
+      if (killer.signal.aborted) return; // the deadline already answered; its worker is being replaced
+      this.counters.failed++;
+      const crashed = /worker exited|terminat/i.test((err as Error).message);
+      if (crashed) this.counters.workerCrashes++;
+      this.emit('task-failed', { crashed, error: err });
+      this.settle(entry, new WorkerFailedError());
+      return;
+    }
+    const runMs = performance.now() - started;
+    // Exponential moving average of run time: the basis of Retry-After.
+    this.avgRunMs = this.avgRunMs === 0 ? runMs : this.avgRunMs * 0.8 + runMs * 0.2;
+    if (!reply.ok) {
+      this.counters.failed++;
+      this.settle(entry, inputError(reply.code, reply.message));
+      return;
+    }
+    this.counters.completed++;
+    if (entry.settled) {
+      // The client went away while it ran: drop the result's bytes too.
+      new Uint8Array(reply.output).fill(0);
+      return;
+    }
+    this.settle(entry, { ...reply, queueMs });
+  }
+
+  /** Stops taking tasks, fails those still waiting, lets running ones finish, then ends the workers. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const entry of this.waiting.splice(0)) {
+      new Uint8Array(entry.task.input).fill(0);
+      this.settle(entry, new NotReadyError());
+    }
+    if (this.busy > 0) await new Promise((resolve) => this.once('idle', resolve));
+    await this.piscina.close();
+  }
+
+  /** Ends the workers at once, failing whatever runs. For shutdown deadlines and tests. */
+  async destroy(): Promise<void> {
+    this.closing = true;
+    for (const entry of this.waiting.splice(0)) this.settle(entry, new NotReadyError());
+    await this.piscina.destroy();
+  }
+}
+
+function inputError(code: string, message: string): Error {
+  switch (code) {
+    case 'UNSUPPORTED_FORMAT':
+      return new UnsupportedMediaError(message);
+    case 'TOO_MANY_PIXELS':
+      return new TooManyPixelsError(message);
+    case 'NO_FACE':
+      return new NoFaceError(message);
+    case 'UNKNOWN_STYLE':
+      return new UnknownStyleError(message);
+    default:
+      return new BadImageError(message);
+  }
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`expected a positive integer, got ${value}`);
+  return value;
+}
+
+/**
+ * Returns an ArrayBuffer that holds exactly these bytes and that nothing else uses, so it can be transferred.
+ * A Node Buffer is often a slice of a shared 8 KiB pool (untransferable, and moving it would detach other Buffers'
+ * memory) or of a larger allocation: those are copied once, and the original bytes are zero-filled.
+ */
+export function ownedArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  const backing = bytes.buffer;
+  if (backing instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === backing.byteLength && !isPoolBacked(bytes)) {
+    return backing;
+  }
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  bytes.fill(0);
+  return copy.buffer;
+}
+
+/** Node's Buffer pool slices are never the full pool (allocations over half the pool size bypass it). */
+function isPoolBacked(bytes: Uint8Array): boolean {
+  return Buffer.isBuffer(bytes) && bytes.buffer.byteLength === Buffer.poolSize && bytes.byteLength < Buffer.poolSize;
+}
