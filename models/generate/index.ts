@@ -1,0 +1,73 @@
+/**
+ * Build step: generates the ONNX files this project ships beside their manifests. Run after `tsc` as
+ * `node dist/models/generate/index.js` (part of `npm run build`), or from source with `tsx`.
+ *
+ * Idempotent: a file is only rewritten when its bytes change, so rebuilds leave timestamps alone.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildDctnetBenchModel } from './dctnet-bench.js';
+import { countParameters } from './onnx-builder.js';
+import { buildToonModel } from './toon.js';
+
+export { buildDctnetBenchModel, buildToonModel, countParameters };
+export { GraphBuilder } from './onnx-builder.js';
+export {
+  buildBadRankModel,
+  buildChannel0Model,
+  buildInvertModel,
+  buildScaleModel,
+  buildSlowModel,
+} from './test-models.js';
+
+export interface GeneratedModel {
+  /** Path relative to the project root. */
+  path: string;
+  sha256: string;
+  bytes: number;
+  parameters: number;
+  written: boolean;
+}
+
+const SHIPPED_MODELS: readonly { path: string; build: () => Uint8Array }[] = [
+  { path: 'models/builtin/toon.onnx', build: buildToonModel },
+  { path: 'models/bench/dctnet-bench.onnx', build: buildDctnetBenchModel },
+];
+
+/** The folder holding package.json, found by walking up: this file runs from source and from dist/. */
+export function findProjectRoot(from = dirname(fileURLToPath(import.meta.url))): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
+
+export function generateModels(root = findProjectRoot()): GeneratedModel[] {
+  return SHIPPED_MODELS.map(({ path, build }) => {
+    const bytes = build();
+    const file = join(root, path);
+    const written = !existsSync(file) || !readFileSync(file).equals(bytes);
+    if (written) writeFileSync(file, bytes);
+    return {
+      path,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      bytes: bytes.length,
+      parameters: countParameters(bytes),
+      written,
+    };
+  });
+}
+
+function isMain(): boolean {
+  const script = process.argv[1];
+  return script !== undefined && relative(script, fileURLToPath(import.meta.url)) === '';
+}
+
+if (isMain()) {
+  for (const model of generateModels()) {
+    const state = model.written ? 'written' : 'unchanged';
+    console.log(`${model.sha256}  ${model.path}  ${model.bytes} bytes, ${model.parameters} parameters, ${state}`);
+  }
+}
