@@ -8,7 +8,11 @@ import { readdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
+import { checkYunetOutputs } from '../workers/faces/yunet.js';
 import { ManifestError, parseManifest, type ModelManifest, type TensorSpec } from './manifest.js';
+
+/** Detector families whose outputs we know how to decode, with the check of a model's output names. */
+const DETECTOR_FAMILIES: Record<string, (outputNames: readonly string[]) => void> = { yunet: checkYunetOutputs };
 
 /** The project's own models: the built-in default style, generated from code by `npm run build`. */
 export const BUILTIN_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/builtin/' : './builtin/', import.meta.url));
@@ -90,6 +94,15 @@ export async function verifyModels(manifests: readonly ModelManifest[]): Promise
 function checkIo(m: ModelManifest, session: ort.InferenceSession): void {
   if (m.role === 'detector') {
     checkTensor(m, 'input.name', session.inputMetadata, m.input, 4);
+    const check = DETECTOR_FAMILIES[m.family!];
+    if (check === undefined) {
+      throw new ManifestError(m.source, 'family', `is "${m.family}"; known detector families: ${Object.keys(DETECTOR_FAMILIES).join(', ')}`);
+    }
+    try {
+      check(session.outputNames);
+    } catch (err) {
+      throw new ManifestError(m.source, 'file', `is not a ${m.family} detector: ${(err as Error).message}`);
+    }
     return;
   }
   checkTensor(m, 'input.name', session.inputMetadata, m.input, 4);

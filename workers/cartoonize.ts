@@ -7,10 +7,12 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { CartoonizeReply, CartoonizeSuccess, CartoonizeTask, WorkerConfig } from './contract.js';
-import { decode, encode, ImageInputError, MIME, probe } from './image.js';
+import type { CartoonizeReply, CartoonizeTask, StageTimings, WorkerConfig } from './contract.js';
+import { selectFaces, stylizeFaces } from './faces/pipeline.js';
+import { yunetDetector, type Face } from './faces/yunet.js';
+import { decode, encode, ImageInputError, MIME, probe, type DecodedImage } from './image.js';
 import type { WorkerNotice } from './notice.js';
-import { openSession, warmUp, type ModelSession } from './session.js';
+import { openSession, warmUp, type ModelSession, type OutputTensor } from './session.js';
 import { fitLongSide, fromTensor, modelSize, toTensor } from './tensor.js';
 
 const config = workerData as WorkerConfig;
@@ -53,48 +55,84 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
   if (model === undefined || model.manifest.role !== 'whole') {
     return { ok: false, code: 'UNKNOWN_STYLE', message: task.style };
   }
-  const { size, input: inSpec, output: outSpec } = model.manifest;
+  const { size } = model.manifest;
+  const head = model.manifest.head === undefined ? undefined : sessions.get(model.manifest.head);
+  const detector = model.manifest.detector === undefined ? undefined : sessions.get(model.manifest.detector);
+  const faceAware = head !== undefined && detector !== undefined;
+  if (task.requireFace && !faceAware) {
+    return { ok: false, code: 'BAD_OPTION', message: `The style "${task.style}" does not look for faces, so require_face cannot apply` };
+  }
   const t0 = performance.now();
+  let image: DecodedImage | undefined;
   try {
     const probed = await probe(input, config.maxInputPixels);
     // The result's size: the oriented original (or the model's size), capped by the request and the service.
     const outCap = Math.min(task.maxSize ?? config.maxOutputSide, config.maxOutputSide);
     const inner = modelSize(probed.width, probed.height, size, outCap);
     const out = size.resizeBack ? fitLongSide(probed.width, probed.height, outCap) : inner;
-
-    const image = await decode(input, probed, inner.width, inner.height, config.maxInputPixels);
-    const tensor = toTensor(image.rgb, image.width, image.height, inSpec, size.multiple, size.pad);
-    image.rgb.fill(0);
+    image = await decode(input, probed, inner.width, inner.height, config.maxInputPixels);
     const t1 = performance.now();
 
-    const result = await model.run(tensor.data, tensor.dims);
-    tensor.data.fill(0);
+    // Faces first: a request that requires one fails before the expensive whole-image pass.
+    let faces: Face[] = [];
+    if (faceAware) {
+      const detect = yunetDetector((data, dims) => detector.runAll(data, dims), { maxSide: detector.manifest.size.maxLongSide });
+      faces = selectFaces(await detect(image.rgb, image.width, image.height), config.maxFaces, config.minFaceSize);
+      if (faces.length === 0 && task.requireFace) return { ok: false, code: 'NO_FACE', message: 'No face was found in the image' };
+    }
     const t2 = performance.now();
 
-    const rgb = fromTensor(result.data, result.dims, outSpec, image.width, image.height);
-    result.data.fill(0);
+    let rgb = await runImageModel(model, image.rgb, image.width, image.height);
+    const t3 = performance.now();
+    if (faces.length > 0) {
+      const stylised = await stylizeFaces({
+        original: image.rgb,
+        result: rgb,
+        width: image.width,
+        height: image.height,
+        faces,
+        maxFaces: config.maxFaces,
+        minFaceSize: config.minFaceSize,
+        cropSize: head!.manifest.crop!,
+        runHead: (crop, side) => runImageModel(head!, crop, side, side),
+      });
+      rgb.fill(0);
+      rgb = stylised.rgb;
+    }
+    const t4 = performance.now();
+
     const encoded = await encode({ ...image, rgb }, out.width, out.height, task.format, task.quality);
     rgb.fill(0);
-    image.alpha?.fill(0);
-    const t3 = performance.now();
+    const t5 = performance.now();
 
     // `encoded` may be a view into a larger allocation: copy into a buffer of its own, which is then moved.
     const output = new Uint8Array(encoded.byteLength);
     output.set(encoded);
     encoded.fill(0);
-    const reply: CartoonizeSuccess = {
-      ok: true,
-      output: output.buffer,
-      mime: MIME[task.format],
-      width: out.width,
-      height: out.height,
-      faces: 0,
-      timings: { decode: t1 - t0, infer: t2 - t1, encode: t3 - t2 },
-    };
-    return reply;
+    const timings: StageTimings = { decode: t1 - t0, infer: t3 - t2, encode: t5 - t4 };
+    if (faceAware) Object.assign(timings, { detect: t2 - t1, head: t4 - t3 });
+    return { ok: true, output: output.buffer, mime: MIME[task.format], width: out.width, height: out.height, faces: faces.length, timings };
   } catch (err) {
     if (err instanceof ImageInputError) return { ok: false, code: err.code, message: err.message };
     throw err;
+  } finally {
+    // Decoded pixels of the upload: wiped whatever happened.
+    image?.rgb.fill(0);
+    image?.alpha?.fill(0);
+  }
+}
+
+/** RGB pixels through one image-to-image model, by its manifest's conventions; every intermediate is wiped. */
+async function runImageModel(model: ModelSession, rgb: Uint8Array, width: number, height: number): Promise<Uint8Array> {
+  const { size, input, output } = model.manifest;
+  const tensor = toTensor(rgb, width, height, input, size.multiple, size.pad);
+  let result: OutputTensor | undefined;
+  try {
+    result = await model.run(tensor.data, tensor.dims);
+    return fromTensor(result.data, result.dims, output, width, height);
+  } finally {
+    tensor.data.fill(0);
+    result?.data.fill(0);
   }
 }
 

@@ -57,6 +57,7 @@ export type InputErrorCode =
   | 'BAD_IMAGE'
   | 'TOO_MANY_PIXELS'
   | 'NO_FACE'
+  | 'BAD_OPTION'
   | 'UNKNOWN_STYLE';
 
 export interface CartoonizeFailure {
@@ -79,5 +80,9 @@ export interface WorkerConfig {
   maxInputPixels: number;
   /** Longest output side a request may ask for, and the cap when it asks for none. */
   maxOutputSide: number;
+  /** Face-aware styles: at most this many faces per image get the head model, largest first. */
+  maxFaces: number;
+  /** Faces whose box is smaller than this (longer side, pixels at model size) keep the whole-image result. */
+  minFaceSize: number;
   testHooks: boolean;
 }

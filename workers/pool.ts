@@ -16,6 +16,7 @@ import type { CartoonizeOptions, CartoonizeReply, CartoonizeSuccess, CartoonizeT
 import {
   AbortedError,
   BadImageError,
+  BadOptionError,
   BusyError,
   DeadlineError,
   NoFaceError,
@@ -42,6 +43,10 @@ export interface PoolConfig {
   maxInputPixels?: number;
   /** Default 4096: the longest side a result may have. */
   maxOutputSide?: number;
+  /** Face-aware styles: faces per image that get the head model (default 8, largest first). */
+  maxFaces?: number;
+  /** Faces smaller than this many pixels (box's longer side) are left to the whole-image result (default 48). */
+  minFaceSize?: number;
   /** Enables CartoonizeTask.testHook (fault injection). Never on in production. */
   testHooks?: boolean;
 }
@@ -144,6 +149,8 @@ export class InferencePool extends EventEmitter {
       spinning: settings.spinning,
       maxInputPixels: positive(config.maxInputPixels, 4096 * 4096),
       maxOutputSide: positive(config.maxOutputSide, 4096),
+      maxFaces: config.maxFaces ?? 8,
+      minFaceSize: positive(config.minFaceSize, 48),
       testHooks: config.testHooks ?? false,
     };
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -394,6 +401,8 @@ function inputError(code: string, message: string): Error {
       return new NoFaceError(message);
     case 'UNKNOWN_STYLE':
       return new UnknownStyleError(message);
+    case 'BAD_OPTION':
+      return new BadOptionError(message);
     default:
       return new BadImageError(message);
   }

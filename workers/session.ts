@@ -4,6 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { ModelManifest } from '../models/manifest.js';
+import { checkYunetOutputs } from './faces/yunet.js';
 import { padTo } from './tensor.js';
 
 export interface ThreadSettings {
@@ -12,9 +13,17 @@ export interface ThreadSettings {
   spinning: boolean;
 }
 
+export interface OutputTensor {
+  data: Float32Array;
+  dims: readonly number[];
+}
+
 export interface ModelSession {
   manifest: ModelManifest;
-  run(data: Float32Array, dims: readonly number[]): Promise<{ data: Float32Array; dims: readonly number[] }>;
+  /** Runs the model and returns its image output (the manifest's `output.name`). */
+  run(data: Float32Array, dims: readonly number[]): Promise<OutputTensor>;
+  /** Runs the model and returns every output: detectors have many. */
+  runAll(data: Float32Array, dims: readonly number[]): Promise<Record<string, OutputTensor>>;
   release(): Promise<void>;
 }
 
@@ -28,15 +37,22 @@ export async function openSession(manifest: ModelManifest, threads: ThreadSettin
     // Never set optimizedModelFilePath: it makes onnxruntime write the optimised graph to disk.
     extra: { session: { intra_op: { allow_spinning: threads.spinning ? '1' : '0' }, inter_op: { allow_spinning: threads.spinning ? '1' : '0' } } },
   });
+  if (manifest.role === 'detector') checkYunetOutputs(session.outputNames);
   const outputName = manifest.output.name;
+  const float = (value: ort.OnnxValue | undefined, name: string): OutputTensor => {
+    const tensor = value as ort.Tensor | undefined;
+    if (tensor === undefined || tensor.type !== 'float32') throw new Error(`${manifest.id}: output "${name}" missing or not float32`);
+    return { data: tensor.data as Float32Array, dims: tensor.dims };
+  };
   return {
     manifest,
     async run(data, dims) {
-      const input = new ort.Tensor('float32', data, dims);
-      const outputs = await session.run({ [manifest.input.name]: input }, [outputName]);
-      const output = outputs[outputName] as ort.Tensor | undefined;
-      if (output === undefined || output.type !== 'float32') throw new Error(`${manifest.id}: output "${outputName}" missing or not float32`);
-      return { data: output.data as Float32Array, dims: output.dims };
+      const outputs = await session.run({ [manifest.input.name]: new ort.Tensor('float32', data, dims) }, [outputName]);
+      return float(outputs[outputName], outputName);
+    },
+    async runAll(data, dims) {
+      const outputs = await session.run({ [manifest.input.name]: new ort.Tensor('float32', data, dims) });
+      return Object.fromEntries(Object.keys(outputs).map((name) => [name, float(outputs[name], name)]));
     },
     release: () => session.release(),
   };
@@ -47,5 +63,6 @@ export async function warmUp(model: ModelSession): Promise<void> {
   const { layout } = model.manifest.input;
   const side = padTo(model.manifest.crop ?? 64, model.manifest.size.multiple);
   const dims = layout === 'NCHW' ? [1, 3, side, side] : [1, side, side, 3];
-  await model.run(new Float32Array(side * side * 3), dims);
+  const data = new Float32Array(side * side * 3);
+  await (model.manifest.role === 'detector' ? model.runAll(data, dims) : model.run(data, dims));
 }
