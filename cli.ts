@@ -53,6 +53,8 @@ function startPool(config: Config): Promise<InferencePool> {
     interOpThreads: config.ortInterThreads,
     maxInputPixels: config.maxInputPixels,
     maxOutputSide: config.maxOutputSide,
+    maxFaces: config.maxFaces,
+    minFaceSize: config.minFaceSize,
   });
 }
 

@@ -149,7 +149,7 @@ export class InferencePool extends EventEmitter {
       spinning: settings.spinning,
       maxInputPixels: positive(config.maxInputPixels, 4096 * 4096),
       maxOutputSide: positive(config.maxOutputSide, 4096),
-      maxFaces: config.maxFaces ?? 8,
+      maxFaces: config.maxFaces ?? 8, // 0 turns the face path off
       minFaceSize: positive(config.minFaceSize, 48),
       testHooks: config.testHooks ?? false,
     };
@@ -207,7 +207,15 @@ export class InferencePool extends EventEmitter {
     });
   }
 
-  /** True while every worker holds warm sessions and the pool is not shutting down. */
+  /**
+   * True until the pool starts closing. Tasks are accepted while a crashed worker is being replaced: they wait for it
+   * in the queue like any other, so one reload does not turn every request away.
+   */
+  get accepting(): boolean {
+    return !this.closing;
+  }
+
+  /** True while every worker holds warm sessions and the pool is not shutting down (readiness for a balancer). */
   get ready(): boolean {
     return !this.closing && this.readyThreads.size >= this.workers;
   }
@@ -245,8 +253,7 @@ export class InferencePool extends EventEmitter {
    * is detached) or, where it cannot be moved, copied and then zero-filled. Throws the coded errors of errors.ts.
    */
   run(input: Uint8Array, options: CartoonizeOptions, control: RunControl = {}): Promise<RunResult> {
-    // Not `!this.ready`: while a crashed worker is being replaced, tasks wait for it like any other.
-    if (this.closing) {
+    if (!this.accepting) {
       input.fill(0);
       return Promise.reject(new NotReadyError());
     }

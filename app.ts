@@ -1,0 +1,143 @@
+/**
+ * The application: every plugin in the order it must run, then the routes. `buildApp` wraps it in a Fastify instance
+ * with the server options (timeouts, body limit, proxy trust, logger); server.ts and the tests both use it, so tests
+ * run the same app the service runs.
+ *
+ * Order matters and is spelled out here rather than left to file names:
+ *   errors first (every later failure needs the handler) -> drain -> pool (start-up fails here on a bad model)
+ *   -> auth (start-up fails here on a bad key file) -> request log and metrics (they read what auth and the pool
+ *   decorate) -> helmet -> rate limit (after auth: it counts by key id) -> same-origin -> body parsers
+ *   -> OpenAPI (before routes: it collects them) -> 404 -> routes.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { PROJECT_ROOT, readTls, type Config } from './config.js';
+import authPlugin from './plugins/auth.js';
+import drainPlugin from './plugins/drain.js';
+import errorsPlugin, { BadRequestError, NotFoundError, sendError } from './plugins/errors.js';
+import helmetPlugin from './plugins/helmet.js';
+import requestLogPlugin, { loggerOptions } from './plugins/logging.js';
+import metricsPlugin from './plugins/metrics.js';
+import openApiPlugin from './plugins/openapi.js';
+import poolPlugin, { type Pool } from './plugins/pool.js';
+import rateLimitPlugin from './plugins/rate-limit.js';
+import sameOriginPlugin from './plugins/same-origin.js';
+import uploadsPlugin from './plugins/uploads.js';
+import cartoonizeRoutes from './routes/cartoonize.js';
+import docsRoutes from './routes/docs.js';
+import healthRoutes from './routes/health.js';
+import styleRoutes from './routes/styles.js';
+import webRoutes from './routes/web.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+  }
+}
+
+/** What a test (or another embedder) may hand in instead of the defaults. */
+export interface AppDeps {
+  /** A started pool; the caller closes it. Default: the app starts (and closes) its own from the config. */
+  pool?: Pool | undefined;
+  /** Where log lines go; default stdout. */
+  logStream?: Writable | undefined;
+  /** A shared rate-limit store (e.g. Redis, later); default in-process. */
+  rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
+}
+
+export interface AppOptions extends AppDeps {
+  config: Config;
+}
+
+const VERSION = (JSON.parse(readFileSync(new URL('package.json', `file://${PROJECT_ROOT}`), 'utf8')) as { version: string }).version;
+
+/** The app as a plugin (fastify/demo shape): no listen, no signals, no process state. */
+export async function app(fastify: FastifyInstance, opts: AppOptions) {
+  const { config } = opts;
+  fastify.decorate('config', config);
+
+  await fastify.register(errorsPlugin, {
+    maxUploadBytes: config.maxUploadBytes,
+    // Read lazily: the pool is decorated just below.
+    retryAfter: () => fastify.pool.retryAfterSeconds(),
+  });
+  await fastify.register(drainPlugin);
+  await fastify.register(poolPlugin, {
+    pool: opts.pool,
+    modelsDirs: config.modelsDirs,
+    workers: config.workers,
+    intraOpThreads: config.ortIntraThreads,
+    interOpThreads: config.ortInterThreads,
+    spinning: config.ortSpinning,
+    maxQueue: config.maxQueue,
+    maxInputPixels: config.maxInputPixels,
+    maxOutputSide: config.maxOutputSide,
+    maxFaces: config.maxFaces,
+    minFaceSize: config.minFaceSize,
+    testHooks: config.testHooks,
+  });
+  await fastify.register(authPlugin, { keysFile: config.apiKeysFile });
+  await fastify.register(requestLogPlugin);
+  await fastify.register(metricsPlugin, { host: config.metricsHost, port: config.metricsPort });
+  await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
+  await fastify.register(rateLimitPlugin, { max: config.rateLimitCheapMax, windowMs: config.rateLimitWindowMs, store: opts.rateLimitStore });
+  await fastify.register(sameOriginPlugin, { publicOrigin: config.publicOrigin });
+  await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });
+  await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes });
+
+  // Unknown URLs are rate-limited too: scanners probing paths must not get unlimited cheap answers.
+  fastify.setNotFoundHandler(
+    { preHandler: fastify.rateLimit({ max: config.rateLimitCheapMax, timeWindow: config.rateLimitWindowMs }) },
+    async () => {
+      throw new NotFoundError();
+    },
+  );
+
+  await fastify.register(healthRoutes);
+  await fastify.register(styleRoutes);
+  await fastify.register(cartoonizeRoutes);
+  await fastify.register(docsRoutes);
+  // The web page (GET /, /app.js, /app.css); its upload endpoint, /ui/cartoonize, is in cartoonize.ts.
+  if (config.uiEnabled) await fastify.register(webRoutes);
+}
+
+/** Seconds a connection may sit silent. It must outlast a request's whole stay: upload, queue and inference. */
+function connectionTimeout(config: Config): number {
+  return Math.max(config.requestTimeoutMs, config.requestDeadlineMs) + 10_000;
+}
+
+/** A Fastify instance with the app registered and the server options that go with it. Call `ready()` or `listen()`. */
+export function buildApp(config: Config, deps: AppDeps = {}): FastifyInstance {
+  const tls = readTls(config);
+  const fastify = Fastify({
+    logger: loggerOptions(config.logLevel, deps.logStream),
+    // Fastify's own request lines would log the URL (with its query string); plugins/logging.ts writes ours.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Our own ids, never the client's (a client-chosen id could forge or flood log lines); sent back as X-Request-Id.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    trustProxy: config.trustProxy === false ? false : [...config.trustProxy],
+    bodyLimit: config.maxUploadBytes,
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: connectionTimeout(config),
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // The drain plugin answers requests that arrive during shutdown (503 + Retry-After), health checks included.
+    return503OnClosing: false,
+    // Unknown query parameters are an error (a typo'd option must not be silently ignored), not silently dropped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 100 },
+    // Errors raised before routing (a malformed URL) get our shape too, without echoing the URL.
+    frameworkErrors: (_error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+      sendError(request, reply, new BadRequestError('The URL is not valid'));
+    },
+    ...(tls !== null ? { https: tls } : {}),
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  // Headers must come quickly even when the body may take REQUEST_TIMEOUT_MS: a slow-header client is an attack.
+  fastify.server.headersTimeout = Math.min(20_000, config.requestTimeoutMs);
+  fastify.register(fp(app, { fastify: '5.x', name: 'privatoon-app' }), { config, ...deps });
+  return fastify;
+}

@@ -1,0 +1,241 @@
+/**
+ * The service's configuration: the only module that reads the environment.
+ *
+ * Every option is parsed to its type, checked, and given a default with the reason for it. A bad value stops the
+ * service at start-up with an error naming the variable, never later on a request. The result is frozen: nothing
+ * changes the configuration at run time (API keys are data, re-read on SIGHUP, not configuration).
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { BUILTIN_MODELS_DIR } from './models/registry.js';
+
+/** The project's root folder, from source (tsx) and from dist/ alike: package.json, web/, and ../shared sit beside it. */
+export const PROJECT_ROOT = fileURLToPath(new URL(new URL('.', import.meta.url).pathname.endsWith('/dist/') ? '../' : './', import.meta.url));
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface Config {
+  host: string;
+  port: number;
+  modelsDirs: readonly string[];
+  workers: number;
+  ortIntraThreads: number;
+  ortInterThreads: number;
+  ortSpinning: boolean;
+  maxQueue: number;
+  maxUploadBytes: number;
+  maxInputPixels: number;
+  maxOutputSide: number;
+  maxFaces: number;
+  minFaceSize: number;
+  requestDeadlineMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  apiKeysFile: string | null;
+  rateLimitMax: number;
+  rateLimitWindowMs: number;
+  rateLimitCheapMax: number;
+  uiEnabled: boolean;
+  uiRateLimitMax: number;
+  uiRequireKey: boolean;
+  publicOrigin: string | null;
+  /** false, or the proxies whose X-Forwarded-* headers are believed (addresses, CIDRs, proxy-addr names). */
+  trustProxy: false | readonly string[];
+  metricsHost: string;
+  /** 0: no metrics listener. */
+  metricsPort: number;
+  logLevel: LogLevel;
+  shutdownTimeoutMs: number;
+  testHooks: boolean;
+  allowRoot: boolean;
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'PTOON_BAD_CONFIG';
+  constructor(
+    readonly variable: string,
+    detail: string,
+  ) {
+    super(`${variable}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Parses and validates the whole configuration; throws a ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const read = reader(env);
+  const workers = read.int('WORKERS', availableParallelism(), 1, 256); // one inference per core; ORT threads add to it
+
+  const config: Config = {
+    host: read.host('HOST', '127.0.0.1'), // loopback: exposing the service is a decision, usually made by a proxy in front
+    port: read.int('PORT', 8080, 0, 65535), // 0 asks the OS for a free port (tests)
+    modelsDirs: read.dirs('MODELS_DIRS', [BUILTIN_MODELS_DIR]), // the built-in style works out of the box
+    workers,
+    ortIntraThreads: read.int('ORT_INTRA_THREADS', 1, 1, 256), // parallelism comes from workers; more threads oversubscribe
+    ortInterThreads: read.int('ORT_INTER_THREADS', 1, 1, 256), // sequential graphs gain nothing from inter-op threads
+    ortSpinning: read.bool('ORT_SPINNING', false), // spin-waiting burns idle cores after each run
+    maxQueue: read.int('MAX_QUEUE', workers * 4, 0, 100_000), // a few runs' worth of waiting; beyond it, 503 at once
+    maxUploadBytes: read.int('MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1024, 256 * 1024 * 1024), // 10 MiB: a phone photo, with room
+    maxInputPixels: read.int('MAX_INPUT_PIXELS', 4096 * 4096, 1, 268_402_689), // 16.7 MP: a decoded copy stays under 64 MiB
+    maxOutputSide: read.int('MAX_OUTPUT_SIDE', 4096, 16, 16_384), // bounds the encoder's memory and the answer's size
+    maxFaces: read.int('FACES_MAX', 8, 0, 64), // face-aware styles: one head pass per face, so the cost per image is bounded
+    minFaceSize: read.int('FACE_MIN_SIZE', 48, 8, 4096), // smaller faces gain nothing from the head model (DCT-Net: faces over 100 px)
+    requestDeadlineMs: read.int('REQUEST_DEADLINE_MS', 30_000, 100, 600_000), // queue + inference bound: a stuck run is killed, not waited on
+    requestTimeoutMs: read.int('REQUEST_TIMEOUT_MS', 60_000, 1000, 3_600_000), // the whole upload must arrive in time: slow-loris bound
+    keepAliveTimeoutMs: read.int('KEEP_ALIVE_TIMEOUT_MS', 5000, 0, 600_000), // Node's default; raise it above a proxy's own idle timeout
+    apiKeysFile: read.path('API_KEYS_FILE'), // none: the API refuses every call (fail closed)
+    rateLimitMax: read.int('RATE_LIMIT_MAX', 60, 1, 1_000_000), // per key (or per IP without one), per window
+    rateLimitWindowMs: read.int('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000), // one minute
+    rateLimitCheapMax: read.int('RATE_LIMIT_CHEAP_MAX', 600, 1, 1_000_000), // style list, OpenAPI, web assets, 404s: cheap but not free
+    uiEnabled: read.bool('UI_ENABLED', true), // the web page is the product for people without an API key
+    uiRateLimitMax: read.int('UI_RATE_LIMIT_MAX', 10, 1, 1_000_000), // per IP, per window: anonymous use is the easiest to abuse
+    uiRequireKey: read.bool('UI_REQUIRE_KEY', false), // the page is for people without keys; operators may close it
+    publicOrigin: read.origin('PUBLIC_ORIGIN'), // none: the UI accepts the origin the request itself names (Host)
+    trustProxy: read.proxies('TRUST_PROXY'), // false: X-Forwarded-For is ignored, so it cannot be forged
+    metricsHost: read.host('METRICS_HOST', '127.0.0.1'), // metrics reveal load and keys' ids: keep them off the public port
+    metricsPort: read.int('METRICS_PORT', 9464, 0, 65535), // the OpenTelemetry Prometheus exporter's port; 0 turns it off
+    logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'), // one line per request
+    shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000), // below systemd's TimeoutStopSec (90 s)
+    testHooks: read.bool('PRIVATOON_TEST_HOOKS', false), // fault injection; tests only
+    allowRoot: read.bool('ALLOW_ROOT', false), // a service that parses hostile images has no business running as root
+    tlsCertFile: read.path('TLS_CERT_FILE'), // none: plain HTTP, TLS left to a proxy in front
+    tlsKeyFile: read.path('TLS_KEY_FILE'),
+  };
+
+  if (config.port !== 0 && config.metricsPort !== 0 && config.port === config.metricsPort) {
+    throw new ConfigError('METRICS_PORT', `must differ from PORT (${config.port})`);
+  }
+  if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
+    throw new ConfigError(config.tlsCertFile === null ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE', 'TLS_CERT_FILE and TLS_KEY_FILE must be set together');
+  }
+  return Object.freeze({ ...config, modelsDirs: Object.freeze([...config.modelsDirs]) });
+}
+
+export interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/**
+ * Reads and checks the TLS certificate and key named by the configuration, at start-up: a missing file, a bad PEM
+ * or a key that does not match the certificate stops the service with an error naming the variable.
+ */
+export function readTls(config: Pick<Config, 'tlsCertFile' | 'tlsKeyFile'>): TlsMaterial | null {
+  if (config.tlsCertFile === null || config.tlsKeyFile === null) return null;
+  const cert = readNamed('TLS_CERT_FILE', config.tlsCertFile);
+  const key = readNamed('TLS_KEY_FILE', config.tlsKeyFile);
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new ConfigError('TLS_KEY_FILE', `${config.tlsKeyFile} and ${config.tlsCertFile} (TLS_CERT_FILE) are not a usable pair: ${(err as Error).message}`);
+  }
+  return { cert, key };
+}
+
+function readNamed(variable: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(variable, `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** Typed readers over one environment; each names its variable in errors. Empty strings count as unset. */
+function reader(env: Env) {
+  const raw = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  };
+  return {
+    int(name: string, fallback: number, min: number, max: number): number {
+      const value = raw(name);
+      if (value === undefined) return fallback;
+      if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min || Number(value) > max) {
+        throw new ConfigError(name, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+      }
+      return Number(value);
+    },
+    bool(name: string, fallback: boolean): boolean {
+      const value = raw(name)?.toLowerCase();
+      if (value === undefined) return fallback;
+      if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+      if (['0', 'false', 'no', 'off'].includes(value)) return false;
+      throw new ConfigError(name, `must be true or false (or 1/0, yes/no, on/off), got ${JSON.stringify(value)}`);
+    },
+    oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+      const value = raw(name)?.toLowerCase();
+      if (value === undefined) return fallback;
+      if (!(allowed as readonly string[]).includes(value)) {
+        throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+      }
+      return value as T;
+    },
+    host(name: string, fallback: string): string {
+      const value = raw(name);
+      if (value === undefined) return fallback;
+      if (isIP(value) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(value)) {
+        throw new ConfigError(name, `must be an IP address or a host name, got ${JSON.stringify(value)}`);
+      }
+      return value;
+    },
+    path(name: string): string | null {
+      const value = raw(name);
+      return value === undefined ? null : resolve(value);
+    },
+    dirs(name: string, fallback: readonly string[]): readonly string[] {
+      const value = raw(name);
+      if (value === undefined) return fallback;
+      const dirs = value.split(':').map((d) => d.trim()).filter((d) => d !== '');
+      if (dirs.length === 0) throw new ConfigError(name, `must list at least one folder (':'-separated), got ${JSON.stringify(value)}`);
+      return dirs.map((d) => resolve(d));
+    },
+    origin(name: string): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        throw new ConfigError(name, `must be an origin such as https://toon.example.org, got ${JSON.stringify(value)}`);
+      }
+      if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== value.replace(/\/$/, '')) {
+        throw new ConfigError(name, `must be a bare origin (scheme://host[:port], no path), got ${JSON.stringify(value)}`);
+      }
+      return url.origin;
+    },
+    proxies(name: string): false | readonly string[] {
+      const value = raw(name);
+      if (value === undefined || ['false', '0', 'no', 'off'].includes(value.toLowerCase())) return false;
+      if (['true', 'yes', 'on'].includes(value.toLowerCase()) || /^\d+$/.test(value)) {
+        // Trusting every hop lets any client forge X-Forwarded-For, and with it the rate-limit key.
+        throw new ConfigError(name, `must be false or a comma list of proxy addresses or CIDRs (e.g. 127.0.0.1,10.0.0.0/8); "${value}" would trust any client's X-Forwarded-For`);
+      }
+      const entries = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
+      for (const entry of entries) {
+        if (!isProxyEntry(entry)) throw new ConfigError(name, `${JSON.stringify(entry)} is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`);
+      }
+      return Object.freeze(entries);
+    },
+  };
+}
+
+/** What proxy-addr (Fastify's trustProxy) accepts: an address, a CIDR, or a named range. */
+function isProxyEntry(entry: string): boolean {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) return true;
+  const [address, bits, extra] = entry.split('/');
+  if (extra !== undefined || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}

@@ -1,0 +1,142 @@
+/**
+ * API keys: who is calling. Keys live in API_KEYS_FILE as SHA-256 hashes (keys.ts has the format and the lookup).
+ *
+ * Two hooks, used by the routes that need a key, in this order:
+ *  - `identifyKey` (onRequest) reads `X-API-Key` or `Authorization: Bearer`, and sets `request.keyId` or notes why
+ *    not. It rejects nothing, so that the rate limiter, which runs next, can count failed attempts by IP.
+ *  - `requireKey` (preParsing, before any body byte is read) turns a noted failure into its error:
+ *    no key 401, wrong key 403, two different keys 400, no keys configured 503 (fail closed).
+ *
+ * The key itself is never stored on the request, logged or compared as a string; only its id travels on.
+ */
+import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
+import fp from 'fastify-plugin';
+import { KeySet, loadKeyFile } from '../keys.js';
+import { AuthDisabledError, InvalidKeyError, KeyConflictError, MissingKeyError } from './errors.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    apiKeys: {
+      /** Keys loaded now. */
+      readonly size: number;
+      /** Re-reads the key file. A bad file keeps the old keys and logs why; resolves false then. */
+      reload(): Promise<boolean>;
+    };
+    identifyKey: onRequestAsyncHookHandler;
+    requireKey: preParsingAsyncHookHandler;
+  }
+  interface FastifyRequest {
+    /** The id of the caller's API key once identified; never the key. */
+    keyId: string | null;
+    /** Why no key was identified; thrown by `requireKey`. */
+    authFailure: Error | null;
+  }
+}
+
+export interface AuthOptions {
+  /** API_KEYS_FILE; null: no keys, the API refuses every call. */
+  keysFile: string | null;
+}
+
+/** Failure reasons, as the metrics label them. */
+export type AuthFailureReason = 'missing' | 'invalid' | 'conflict' | 'not_configured';
+
+/** Seconds a client is asked to wait while no keys are configured (a reload with SIGHUP can add them). */
+const AUTH_DISABLED_RETRY_AFTER_S = 60;
+
+const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
+
+/** The key a request presents, or why it presents none usable. Pure: no lookup yet. */
+export function presentedKey(request: FastifyRequest): { key: string } | { error: Error } | null {
+  const headerKey = single(request.headers['x-api-key']);
+  const authorization = single(request.headers.authorization);
+  let bearer: string | undefined;
+  if (authorization !== undefined) {
+    const match = BEARER.exec(authorization);
+    if (match === null) return { error: new MissingKeyError('Authorization must be "Bearer <key>"; or send the key in X-API-Key') };
+    bearer = match[1];
+  }
+  if (headerKey !== undefined && bearer !== undefined && headerKey !== bearer) return { error: new KeyConflictError() };
+  const key = headerKey ?? bearer;
+  return key === undefined || key === '' ? null : { key };
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  // Node joins repeated headers; an array (set-cookie style) never carries a key.
+  return typeof value === 'string' ? value.trim() : undefined;
+}
+
+async function authPlugin(fastify: FastifyInstance, opts: AuthOptions) {
+  const keysFile = opts.keysFile;
+  // Start-up: a bad file stops the service with an error naming the file and the line.
+  let keys = keysFile === null ? KeySet.EMPTY : await loadKeyFile(keysFile);
+  if (keysFile === null) {
+    fastify.log.warn('API_KEYS_FILE is not set: the API refuses every call (health checks and the web page still work)');
+  } else {
+    fastify.log.info({ keys: keys.size, ids: keys.ids }, 'API keys loaded');
+    if (keys.size === 0) fastify.log.warn({ file: keysFile }, 'the API key file holds no keys: the API refuses every call until it does (reload with SIGHUP)');
+  }
+
+  fastify.decorate('apiKeys', {
+    get size() {
+      return keys.size;
+    },
+    async reload(): Promise<boolean> {
+      if (keysFile === null) {
+        fastify.log.warn('API_KEYS_FILE is not set: nothing to reload');
+        return false;
+      }
+      try {
+        keys = await loadKeyFile(keysFile);
+      } catch (err) {
+        // Keep serving with the keys we had: a half-written file must not lock every client out.
+        fastify.log.error({ err, keptKeys: keys.size }, 'API key reload failed; the keys loaded before stay in use');
+        return false;
+      }
+      fastify.log.info({ keys: keys.size, ids: keys.ids }, 'API keys reloaded');
+      return true;
+    },
+  });
+  fastify.decorateRequest('keyId', null);
+  fastify.decorateRequest('authFailure', null);
+
+  fastify.decorate('identifyKey', async function identifyKey(request: FastifyRequest) {
+    if (keys.size === 0) {
+      // Only an operator can fix this: ask clients to come back in a minute rather than at once.
+      request.authFailure = Object.assign(new AuthDisabledError(), { retryAfter: AUTH_DISABLED_RETRY_AFTER_S });
+      return;
+    }
+    const presented = presentedKey(request);
+    if (presented === null) {
+      request.authFailure = new MissingKeyError('An API key is required: send it in X-API-Key or Authorization: Bearer');
+    } else if ('error' in presented) {
+      request.authFailure = presented.error;
+    } else {
+      request.keyId = keys.identify(presented.key);
+      if (request.keyId === null) request.authFailure = new InvalidKeyError();
+    }
+  });
+
+  fastify.decorate('requireKey', async function requireKey(request: FastifyRequest) {
+    if (request.authFailure !== null) throw request.authFailure;
+    if (request.keyId === null) throw new MissingKeyError('An API key is required: send it in X-API-Key or Authorization: Bearer');
+  });
+}
+
+/** The metrics label of an auth error code, or null when the code is not an auth failure. */
+export function authFailureReason(code: string | null): AuthFailureReason | null {
+  switch (code) {
+    case 'PTOON_NO_KEY':
+      return 'missing';
+    case 'PTOON_BAD_KEY':
+      return 'invalid';
+    case 'PTOON_KEY_CONFLICT':
+      return 'conflict';
+    case 'PTOON_AUTH_DISABLED':
+      return 'not_configured';
+    default:
+      return null;
+  }
+}
+
+export default fp(authPlugin, { fastify: '5.x', name: 'privatoon-auth', dependencies: ['privatoon-errors'] });

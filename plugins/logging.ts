@@ -1,0 +1,111 @@
+/**
+ * Logging that cannot leak what people upload or the keys they send.
+ *
+ * `loggerOptions()` is handed to Fastify's constructor: serializers that keep only the method and the route pattern
+ * of a request (never the URL with its query string, never headers or bodies), an error serializer that keeps only a
+ * code and our message, and pino `redact` as a second line of defence for the secret headers, should anything ever
+ * log a header object (@fastify/multipart does at trace level). The plugin writes one line per request on
+ * onResponse: reqId, keyId, route, method, status, sizes, and the time spent queued and inferring. The reqId is
+ * sent back as X-Request-Id.
+ */
+import type { Writable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import fp from 'fastify-plugin';
+import type { LogLevel } from '../config.js';
+
+/** Secret-bearing paths, removed (not masked) from any log object. Header names are lower-case in Node. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'headers.cookie',
+  // @fastify/multipart logs its busboy options, request headers included, at trace level.
+  'busboyOptions.headers',
+] as const;
+
+/** The request as logs see it: what was asked of which endpoint, not by whom or with what. */
+export function serializeRequest(request: FastifyRequest): { method: string; route: string } {
+  return { method: request.method, route: routeOf(request) };
+}
+
+export function serializeReply(reply: FastifyReply): { statusCode: number } {
+  return { statusCode: reply.statusCode };
+}
+
+/** Errors as logs see them: kind, code and status. Our messages are kept; library messages may quote input. */
+export function serializeError(err: unknown): { type: string; code?: string; statusCode?: number; message?: string } {
+  if (err === null || typeof err !== 'object') return { type: typeof err };
+  const e = err as { name?: unknown; code?: unknown; statusCode?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  return {
+    type: typeof e.name === 'string' ? e.name : 'Error',
+    ...(code !== undefined ? { code } : {}),
+    ...(typeof e.statusCode === 'number' ? { statusCode: e.statusCode } : {}),
+    ...(code?.startsWith('PTOON_') && typeof e.message === 'string' ? { message: e.message } : {}),
+  };
+}
+
+/** The route pattern (`/api/cartoonize`), never the URL: URLs carry query strings, and keys get pasted there. */
+export function routeOf(request: FastifyRequest): string {
+  return request.routeOptions.url ?? '(no route)';
+}
+
+export function loggerOptions(level: LogLevel, stream?: Writable): NonNullable<FastifyServerOptions['logger']> {
+  return {
+    level,
+    redact: { paths: [...REDACT_PATHS], remove: true },
+    serializers: { req: serializeRequest as never, res: serializeReply as never, err: serializeError as never },
+    ...(stream !== undefined ? { stream } : {}),
+  };
+}
+
+/** Milliseconds, one decimal: enough for a log line, short to read. */
+function ms(value: number | undefined): number | undefined {
+  return value === undefined ? undefined : Math.round(value * 10) / 10;
+}
+
+function byteCount(value: unknown): number | undefined {
+  const n = Number(value);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+async function requestLogPlugin(fastify: FastifyInstance) {
+  function logLine(request: FastifyRequest, reply: FastifyReply, aborted: boolean) {
+    const inference = request.inference;
+    request.log.info(
+      {
+        keyId: request.keyId ?? undefined,
+        route: routeOf(request),
+        method: request.method,
+        status: aborted ? 499 : reply.statusCode,
+        code: aborted ? 'PTOON_ABORTED' : (request.errorCode ?? undefined),
+        reqBytes: byteCount(request.headers['content-length']),
+        resBytes: aborted ? 0 : byteCount(reply.getHeader('content-length')),
+        ms: ms(reply.elapsedTime),
+        ...(inference !== null
+          ? { style: inference.style, queueMs: ms(inference.queueMs), inferMs: ms(inference.timings.infer), faces: inference.faces }
+          : {}),
+      },
+      aborted ? 'request aborted by the client' : 'request',
+    );
+  }
+
+  fastify.addHook('onResponse', async (request, reply) => logLine(request, reply, false));
+  fastify.addHook('onRequest', async (request, reply) => {
+    // Lets a client quote its request in a support ticket; the id matches the log line and nothing else.
+    reply.header('x-request-id', request.id);
+    // A client that leaves before the answer is written gets no onResponse; its line is written when its socket closes.
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) logLine(request, reply, true);
+    });
+  });
+}
+
+export default fp(requestLogPlugin, {
+  fastify: '5.x',
+  name: 'privatoon-request-log',
+  decorators: { request: ['inference', 'keyId', 'errorCode'] },
+});

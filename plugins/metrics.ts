@@ -1,0 +1,203 @@
+/**
+ * Prometheus metrics (prom-client) in a registry of our own, served by a separate Fastify instance on
+ * METRICS_HOST:METRICS_PORT (loopback by default): load, key ids and worker health are for operators, not for the
+ * public port, and a scrape must work while the API is saturated or rate-limiting.
+ *
+ * What is measured: request duration by route pattern and status; inference time by style and stage; queue depth,
+ * busy and ready workers (read from pool.stats() at scrape time); rejections by reason; auth failures by reason;
+ * worker crashes; the ORT thread settings. Labels are bounded sets (route patterns, codes, style ids), never URLs.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { authFailureReason } from './auth.js';
+import { routeOf } from './logging.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: {
+      registry: Registry;
+      /**
+       * Starts the metrics listener on METRICS_PORT, or on `port` if given; resolves to its address, or to null
+       * when METRICS_PORT is 0 and no port is given. Closed with the app.
+       */
+      listen(port?: number): Promise<string | null>;
+    };
+  }
+}
+
+export interface MetricsOptions {
+  host: string;
+  port: number;
+}
+
+/** Rejection reasons, from our error codes; codes not listed are not rejections (auth has its own counter). */
+const REJECTION_REASONS: Readonly<Record<string, string>> = {
+  PTOON_BUSY: 'busy',
+  PTOON_NOT_READY: 'not_ready',
+  PTOON_RATE_LIMITED: 'rate_limited',
+  PTOON_TOO_LARGE: 'too_large',
+  PTOON_TOO_MANY_PIXELS: 'too_large',
+  PTOON_UNSUPPORTED_MEDIA: 'unsupported',
+  PTOON_BAD_IMAGE: 'bad_image',
+  PTOON_NO_FACE: 'no_face',
+  PTOON_DEADLINE: 'deadline',
+  PTOON_ABORTED: 'aborted',
+  PTOON_BAD_OPTION: 'bad_request',
+  PTOON_UNKNOWN_STYLE: 'bad_request',
+  PTOON_BAD_REQUEST: 'bad_request',
+  PTOON_CROSS_ORIGIN: 'cross_origin',
+};
+
+const STAGES = ['decode', 'detect', 'infer', 'head', 'encode'] as const;
+
+async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'privatoon_' });
+  const pool = fastify.pool;
+
+  const requestDuration = new Histogram({
+    name: 'privatoon_http_request_duration_seconds',
+    help: 'HTTP request duration, by route pattern, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const stageDuration = new Histogram({
+    name: 'privatoon_inference_stage_seconds',
+    help: 'Time per inference stage (queue wait included), by style',
+    labelNames: ['style', 'stage'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const rejections = new Counter({
+    name: 'privatoon_rejections_total',
+    help: 'Requests refused or cut short, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'privatoon_auth_failures_total',
+    help: 'API key checks that failed, by reason (missing, invalid, conflict, not_configured)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const facesPerImage = new Histogram({
+    name: 'privatoon_faces_per_image',
+    help: 'Faces stylised per image by face-aware styles (0: the whole-image result alone)',
+    labelNames: ['style'] as const,
+    buckets: [0, 1, 2, 3, 4, 6, 8],
+    registers: [registry],
+  });
+  const workerCrashes = new Counter({
+    name: 'privatoon_worker_crashes_total',
+    help: 'Worker threads that died during a task (the pool replaces them)',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'privatoon_queue_depth',
+    help: 'Inference tasks waiting for a worker',
+    registers: [registry],
+    collect() {
+      this.set(pool.stats().queued);
+    },
+  });
+  new Gauge({
+    name: 'privatoon_queue_capacity',
+    help: 'Tasks that may wait before requests are refused with 503 (MAX_QUEUE)',
+    registers: [registry],
+    collect() {
+      this.set(pool.stats().maxQueue);
+    },
+  });
+  new Gauge({
+    name: 'privatoon_workers_busy',
+    help: 'Workers running an inference now',
+    registers: [registry],
+    collect() {
+      this.set(pool.stats().busy);
+    },
+  });
+  new Gauge({
+    name: 'privatoon_workers_ready',
+    help: 'Workers with warm sessions',
+    registers: [registry],
+    collect() {
+      this.set(pool.stats().readyWorkers);
+    },
+  });
+  const threads = new Gauge({
+    name: 'privatoon_ort_threads',
+    help: 'Thread settings: workers, ORT intra-op and inter-op threads per worker, spinning (1 = on)',
+    labelNames: ['setting'] as const,
+    registers: [registry],
+  });
+  const settings = pool.threadSettings;
+  threads.set({ setting: 'workers' }, settings.workers);
+  threads.set({ setting: 'intra_op' }, settings.intraOpThreads);
+  threads.set({ setting: 'inter_op' }, settings.interOpThreads);
+  threads.set({ setting: 'spinning' }, settings.spinning ? 1 : 0);
+
+  const onTaskFailed = (event: { crashed?: boolean }) => {
+    if (event.crashed === true) workerCrashes.inc();
+  };
+  pool.on('task-failed', onTaskFailed);
+  fastify.addHook('onClose', async () => {
+    pool.off('task-failed', onTaskFailed);
+  });
+
+  function record(request: FastifyRequest, reply: FastifyReply, aborted: boolean) {
+    const status = aborted ? '499' : String(reply.statusCode);
+    requestDuration.observe({ route: routeOf(request), method: request.method, status }, reply.elapsedTime / 1000);
+    const code = aborted ? 'PTOON_ABORTED' : request.errorCode;
+    if (code !== null) {
+      const reason = REJECTION_REASONS[code];
+      if (reason !== undefined) rejections.inc({ reason });
+      const authReason = authFailureReason(code);
+      if (authReason !== null) authFailures.inc({ reason: authReason });
+    }
+    const inference = request.inference;
+    if (inference !== null) {
+      stageDuration.observe({ style: inference.style, stage: 'queue' }, inference.queueMs / 1000);
+      for (const stage of STAGES) {
+        const value = inference.timings[stage];
+        if (value !== undefined) stageDuration.observe({ style: inference.style, stage }, value / 1000);
+      }
+      if (inference.timings.detect !== undefined) facesPerImage.observe({ style: inference.style }, inference.faces);
+    }
+  }
+
+  fastify.addHook('onResponse', async (request, reply) => record(request, reply, false));
+  // A client that leaves before the answer is written gets no onResponse; count it when its socket closes.
+  fastify.addHook('onRequest', async (request, reply) => {
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) record(request, reply, true);
+    });
+  });
+
+  let server: FastifyInstance | null = null;
+  fastify.decorate('metrics', {
+    registry,
+    async listen(port?: number): Promise<string | null> {
+      // METRICS_PORT=0 turns metrics off; a port given here (tests: 0, any free port) overrides it.
+      if (port === undefined && opts.port === 0) return null;
+      server = Fastify({ logger: false });
+      server.get('/metrics', async (_request, reply) => {
+        reply.type(registry.contentType);
+        return registry.metrics();
+      });
+      const address = await server.listen({ host: opts.host, port: port ?? opts.port });
+      fastify.log.info({ address }, 'metrics listening');
+      return address;
+    },
+  });
+  fastify.addHook('onClose', async () => {
+    await server?.close();
+  });
+}
+
+export default fp(metricsPlugin, {
+  fastify: '5.x',
+  name: 'privatoon-metrics',
+  dependencies: ['privatoon-pool', 'privatoon-errors', 'privatoon-auth'],
+});

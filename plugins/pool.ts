@@ -1,0 +1,81 @@
+/**
+ * The inference pool as a Fastify decorator: `fastify.pool`, started here (or handed in by a test) and closed when the
+ * app closes. All the threading lives in workers/pool.ts; this file only owns the pool's lifetime.
+ */
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { StageTimings } from '../workers/contract.js';
+import { InferencePool } from '../workers/pool.js';
+
+/** What the HTTP layer uses of the pool; a test may hand in anything with this shape. */
+export type Pool = Pick<
+  InferencePool,
+  'styles' | 'accepting' | 'ready' | 'saturated' | 'retryAfterSeconds' | 'stats' | 'threadSettings' | 'hasStyle' | 'run' | 'close' | 'destroy' | 'on' | 'off'
+>;
+
+/** What one request's inference took; read by the request log line and the metrics. */
+export interface InferenceNote {
+  style: string;
+  queueMs: number;
+  timings: StageTimings;
+  faces: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    pool: Pool;
+  }
+  interface FastifyRequest {
+    inference: InferenceNote | null;
+  }
+}
+
+export interface PoolPluginOptions {
+  /** A pool started elsewhere (tests). Its owner closes it; this plugin does not. */
+  pool?: Pool | undefined;
+  modelsDirs: readonly string[];
+  workers: number;
+  intraOpThreads: number;
+  interOpThreads: number;
+  spinning: boolean;
+  maxQueue: number;
+  maxInputPixels: number;
+  maxOutputSide: number;
+  maxFaces: number;
+  minFaceSize: number;
+  testHooks: boolean;
+}
+
+async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
+  const owned = opts.pool === undefined;
+  // Start-up fails here, naming the model file and field, if any model is bad: the server never listens without one.
+  const pool: Pool =
+    opts.pool ??
+    (await InferencePool.start({
+      modelsDirs: opts.modelsDirs,
+      workers: opts.workers,
+      intraOpThreads: opts.intraOpThreads,
+      interOpThreads: opts.interOpThreads,
+      spinning: opts.spinning,
+      maxQueue: opts.maxQueue,
+      maxInputPixels: opts.maxInputPixels,
+      maxOutputSide: opts.maxOutputSide,
+      maxFaces: opts.maxFaces,
+      minFaceSize: opts.minFaceSize,
+      testHooks: opts.testHooks,
+    }));
+  fastify.decorate('pool', pool);
+  fastify.decorateRequest('inference', null);
+
+  if (owned) {
+    const settings = pool.threadSettings;
+    fastify.log.info({ ...settings, styles: pool.styles.map((s) => s.id) }, 'inference pool ready');
+    // Runs after the HTTP server has stopped taking requests and the in-flight ones have finished (Fastify closes
+    // the server first): waiting tasks fail with NOT_READY, running ones finish, then the workers end.
+    fastify.addHook('onClose', async () => {
+      await pool.close();
+    });
+  }
+}
+
+export default fp(poolPlugin, { fastify: '5.x', name: 'privatoon-pool' });

@@ -1,0 +1,260 @@
+/**
+ * POST /api/cartoonize (API key) and POST /ui/cartoonize (the web page): a photo in, a cartoon out.
+ *
+ * The life of a request, in hook order:
+ *   onRequest   identifyKey (API) or requireSameOrigin (UI) -> rate limit (per key id, or per IP)
+ *   preParsing  requireKey (API) -> admit: refuse with 503 while the pool is full or not ready, before a byte is read
+ *   parsing     a raw image body is buffered in memory up to MAX_UPLOAD_BYTES (plugins/uploads.ts); a multipart body
+ *               is left unread for the handler
+ *   handler     read the form (one file, known fields, hard limits) -> check options and magic bytes
+ *               -> fastify.pool.run(bytes, options, { signal, deadlineMs }) in workers/pool.ts -> the worker thread
+ *               -> answer the image bytes with Content-Type, Cache-Control: no-store, Server-Timing, X-Faces
+ *
+ * The upload's bytes are handed to the pool, which moves them to the worker and wipes what it cannot move; if we
+ * fail before that, we wipe them here. The result is wiped once written. Nothing touches the disk.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
+import { BadRequestError, describeValidation } from '../plugins/errors.js';
+import type { Pool } from '../plugins/pool.js';
+import { apiLimit, uiLimit } from '../plugins/rate-limit.js';
+import { OPTION_FIELDS } from '../plugins/uploads.js';
+import type { CartoonizeOptions, OutputFormat, StageTimings, TestHook } from '../workers/contract.js';
+import { BadOptionError, BusyError, NotReadyError, UnknownStyleError, UnsupportedMediaError } from '../workers/errors.js';
+import { sniffFormat } from '../workers/sniff.js';
+
+/** Encoder quality when none is asked for: visually clean, about a third of q=100's size. */
+const DEFAULT_QUALITY = 85;
+const DEFAULT_FORMAT: OutputFormat = 'jpeg';
+const MIN_OUTPUT_SIDE = 16;
+const STYLE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const TEST_HOOKS: readonly TestHook[] = ['throw', 'exit', 'hang'];
+
+interface CartoonizeQuery {
+  style?: string;
+  format?: OutputFormat | 'jpg';
+  quality?: number;
+  max_size?: number;
+  require_face?: boolean;
+}
+
+/** The style used when a request names none: the built-in one if served, else the first. */
+export function defaultStyle(pool: Pick<Pool, 'styles' | 'hasStyle'>): string {
+  return pool.hasStyle('toon') ? 'toon' : (pool.styles[0]?.id ?? 'toon');
+}
+
+/** The options, as query parameters (raw body) or form fields (multipart): one schema checks both. */
+function optionsSchema(maxOutputSide: number, styleIds: readonly string[]) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      style: { type: 'string', pattern: STYLE_PATTERN, description: `Style id; one of: ${styleIds.join(', ')} (GET /api/styles)` },
+      format: { type: 'string', enum: ['jpeg', 'jpg', 'png', 'webp'], description: `Output format; default ${DEFAULT_FORMAT}` },
+      quality: { type: 'integer', minimum: 1, maximum: 100, description: `Encoder quality for jpeg and webp; default ${DEFAULT_QUALITY}` },
+      max_size: {
+        type: 'integer',
+        minimum: MIN_OUTPUT_SIDE,
+        maximum: maxOutputSide,
+        description: `Longest side of the result in pixels (never enlarged); default and cap ${maxOutputSide}`,
+      },
+      require_face: { type: 'boolean', description: 'Face-aware styles: answer 422 PTOON_NO_FACE when no face is found; default false' },
+    },
+  } as const;
+}
+
+const imageResponse = {
+  description: 'The cartoon. Headers: Server-Timing (queue, decode, [detect,] infer, [head,] encode; ms), X-Faces (faces stylised)',
+  content: {
+    'image/jpeg': { schema: { type: 'string', format: 'binary' } },
+    'image/png': { schema: { type: 'string', format: 'binary' } },
+    'image/webp': { schema: { type: 'string', format: 'binary' } },
+  },
+} as const;
+
+const errorResponses = { '4xx': { $ref: 'PtoonError#' }, '5xx': { $ref: 'PtoonError#' } } as const;
+
+/**
+ * The image and form fields of a multipart body. Every part is consumed or destroyed, so no request hangs; when the
+ * form is refused half-read, the connection is closed after the answer rather than left with unread bytes.
+ */
+async function readForm(request: FastifyRequest, reply: FastifyReply): Promise<{ bytes: Buffer; fields: Record<string, string> }> {
+  let image: Buffer | null = null;
+  const fields: Record<string, string> = {};
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'image') {
+          part.file.resume();
+          throw new BadRequestError('The file must be sent in the field "image"');
+        }
+        // Bounded by `fileSize`: an oversize file throws FST_REQ_FILE_TOO_LARGE (413) instead of returning a short image.
+        image = await part.toBuffer();
+        continue;
+      }
+      const name = part.fieldname;
+      if (name === 'image') throw new BadRequestError('The field "image" must be a file part (with a filename)');
+      if (!(OPTION_FIELDS as readonly string[]).includes(name)) {
+        throw new BadRequestError(/^[A-Za-z0-9_-]{1,32}$/.test(name) ? `Unknown form field "${name}"` : 'Unknown form field');
+      }
+      if (Object.hasOwn(fields, name)) throw new BadRequestError(`The field "${name}" is given twice`);
+      if (part.valueTruncated) throw new BadRequestError(`The field "${name}" is too long`);
+      fields[name] = String(part.value);
+    }
+  } catch (err) {
+    image?.fill(0);
+    reply.header('connection', 'close');
+    const code = (err as { code?: unknown }).code;
+    // Busboy's own parse errors carry no code: a malformed body, not a server fault.
+    throw typeof code === 'string' ? err : new BadRequestError('The multipart body is malformed');
+  }
+  if (image === null) throw new BadRequestError('No image: send the file in the multipart field "image"');
+  return { bytes: image, fields };
+}
+
+/** `queue;dur=1.2, decode;dur=3.4, ...` in ms: what browsers' dev tools and load testers read. */
+export function serverTiming(queueMs: number, timings: StageTimings): string {
+  const parts: [string, number | undefined][] = [
+    ['queue', queueMs],
+    ['decode', timings.decode],
+    ['detect', timings.detect],
+    ['infer', timings.infer],
+    ['head', timings.head],
+    ['encode', timings.encode],
+  ];
+  return parts
+    .filter((p): p is [string, number] => p[1] !== undefined)
+    .map(([name, ms]) => `${name};dur=${Math.round(ms * 10) / 10}`)
+    .join(', ');
+}
+
+export default async function cartoonizeRoutes(fastify: FastifyInstance) {
+  const { config, pool } = fastify;
+  const schema = optionsSchema(config.maxOutputSide, pool.styles.map((s) => s.id));
+
+  /** preParsing: refuse before reading the upload when the pool could not take it anyway. */
+  async function admit() {
+    if (!pool.accepting) throw new NotReadyError();
+    if (pool.saturated) {
+      const retryAfter = pool.retryAfterSeconds();
+      throw Object.assign(new BusyError(retryAfter), { retryAfter });
+    }
+  }
+
+  /** preParsing (UI): the page sends forms; refusing other bodies here means they are never read. */
+  async function formOnly(request: FastifyRequest) {
+    const type = request.headers['content-type'] ?? '';
+    if (!/^multipart\/form-data\s*;/i.test(type)) throw new UnsupportedMediaError('This endpoint takes multipart/form-data with the image in the field "image"');
+  }
+
+  /** The request's options, checked by the route's own querystring schema whatever their source. */
+  function readOptions(request: FastifyRequest, fields: Record<string, string> | null): CartoonizeOptions {
+    const query = { ...(request.query as CartoonizeQuery) };
+    let options: CartoonizeQuery = query;
+    if (fields !== null) {
+      for (const name of Object.keys(fields)) {
+        if (Object.hasOwn(query, name)) throw new BadRequestError(`"${name}" is given both in the query string and in the form`);
+      }
+      const merged: Record<string, unknown> = { ...query, ...fields };
+      const validate = request.getValidationFunction('querystring');
+      if (validate !== undefined && !validate(merged)) {
+        throw new BadOptionError(describeValidation(validate.errors ?? []));
+      }
+      options = merged as CartoonizeQuery;
+    }
+    const style = options.style ?? defaultStyle(pool);
+    if (!pool.hasStyle(style)) throw new UnknownStyleError(style); // the schema's pattern makes echoing it safe
+    return {
+      style,
+      format: options.format === undefined ? DEFAULT_FORMAT : options.format === 'jpg' ? 'jpeg' : options.format,
+      quality: options.quality ?? DEFAULT_QUALITY,
+      maxSize: options.max_size,
+      requireFace: options.require_face,
+    };
+  }
+
+  async function cartoonize(request: FastifyRequest, reply: FastifyReply) {
+    const upload = request.isMultipart() ? await readForm(request, reply) : { bytes: request.body as Buffer, fields: null };
+    const { bytes } = upload;
+    let handedOver = false;
+    const clientGone = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableFinished) clientGone.abort();
+    };
+    reply.raw.once('close', onClose);
+    try {
+      if (!Buffer.isBuffer(bytes) || bytes.length === 0) throw new BadRequestError('The image is empty');
+      const options = readOptions(request, upload.fields);
+      // The worker sniffs again before decoding; this early look spares a queue slot for what would fail anyway.
+      const sniffed = sniffFormat(bytes);
+      if (!sniffed.ok) throw new UnsupportedMediaError(`The upload is ${sniffed.what}: send a JPEG, PNG or WebP image`);
+      handedOver = true; // from here the pool owns the bytes: it moves them to a worker or wipes them
+      const result = await pool.run(bytes, options, {
+        signal: clientGone.signal,
+        deadlineMs: config.requestDeadlineMs,
+        testHook: testHookOf(request),
+      });
+      request.inference = { style: options.style, queueMs: result.queueMs, timings: result.timings, faces: result.faces };
+      const output = Buffer.from(result.output);
+      // Wiped once the answer is handed to the socket (or the socket is gone).
+      reply.raw.once('close', () => output.fill(0));
+      return reply
+        .type(result.mime)
+        .header('cache-control', 'no-store')
+        .header('content-disposition', `inline; filename="cartoon.${options.format === 'jpeg' ? 'jpg' : options.format}"`)
+        .header('server-timing', serverTiming(result.queueMs, result.timings))
+        .header('x-faces', String(result.faces))
+        .send(output);
+    } finally {
+      reply.raw.off('close', onClose);
+      if (!handedOver && Buffer.isBuffer(bytes)) bytes.fill(0);
+    }
+  }
+
+  function testHookOf(request: FastifyRequest): TestHook | undefined {
+    if (!config.testHooks) return undefined;
+    const value = request.headers['x-privatoon-test-hook'];
+    return TEST_HOOKS.find((h) => h === value);
+  }
+
+  const shared: Pick<RouteShorthandOptions, 'bodyLimit'> = { bodyLimit: config.maxUploadBytes };
+
+  fastify.post(
+    '/api/cartoonize',
+    {
+      ...shared,
+      config: { rateLimit: apiLimit(config.rateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart+raw' },
+      onRequest: [fastify.identifyKey], // the rate limiter's hook runs after it, keyed by the id it found
+      preParsing: [fastify.requireKey, admit],
+      schema: {
+        summary: 'Cartoonize a photo',
+        description:
+          'Send multipart/form-data with the file in the field `image` (options as fields or in the query string), ' +
+          'or the image itself as the body with Content-Type image/jpeg, image/png or image/webp (options in the query string).',
+        tags: ['cartoonize'],
+        security: [{ apiKey: [] }, { bearer: [] }],
+        querystring: schema,
+        response: { 200: imageResponse, ...errorResponses },
+      },
+    },
+    cartoonize,
+  );
+
+  if (config.uiEnabled) {
+    fastify.post(
+      '/ui/cartoonize',
+      {
+        ...shared,
+        config: { rateLimit: uiLimit(config.uiRateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart' },
+        onRequest: config.uiRequireKey ? [fastify.requireSameOrigin, fastify.identifyKey] : [fastify.requireSameOrigin],
+        preParsing: config.uiRequireKey ? [fastify.requireKey, formOnly, admit] : [formOnly, admit],
+        schema: {
+          summary: 'Cartoonize a photo from the web page (same origin only, per-IP limit)',
+          tags: ['web'],
+          querystring: schema,
+          response: { 200: imageResponse, ...errorResponses },
+        },
+      },
+      cartoonize,
+    );
+  }
+}

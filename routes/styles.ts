@@ -1,0 +1,59 @@
+/**
+ * GET /api/styles: what a client may ask for (styles, formats, limits). Public, like a menu: it reveals nothing
+ * about anyone, and the web page needs it without a key. Counted by the cheap-route rate limit.
+ */
+import type { FastifyInstance } from 'fastify';
+import { OUTPUT_FORMATS } from '../workers/contract.js';
+import { defaultStyle } from './cartoonize.js';
+
+export default async function styleRoutes(fastify: FastifyInstance) {
+  const { config, pool } = fastify;
+  const body = {
+    styles: pool.styles.map((s) => ({ id: s.id, title: s.title, faceAware: s.faceAware })),
+    default: defaultStyle(pool),
+    formats: [...OUTPUT_FORMATS],
+    limits: { maxUploadBytes: config.maxUploadBytes, maxInputPixels: config.maxInputPixels, maxOutputSide: config.maxOutputSide },
+  };
+
+  fastify.get(
+    '/api/styles',
+    {
+      schema: {
+        summary: 'The styles, output formats and limits of this server',
+        tags: ['cartoonize'],
+        response: {
+          200: {
+            type: 'object',
+            required: ['styles', 'default', 'formats', 'limits'],
+            properties: {
+              styles: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['id', 'title', 'faceAware'],
+                  properties: {
+                    id: { type: 'string' },
+                    title: { type: 'string' },
+                    faceAware: { type: 'boolean', description: 'Faces get their own model; require_face applies' },
+                  },
+                },
+              },
+              default: { type: 'string', description: 'The style used when a request names none' },
+              formats: { type: 'array', items: { type: 'string' } },
+              limits: {
+                type: 'object',
+                properties: {
+                  maxUploadBytes: { type: 'integer' },
+                  maxInputPixels: { type: 'integer' },
+                  maxOutputSide: { type: 'integer' },
+                },
+              },
+            },
+          },
+          '4xx': { $ref: 'PtoonError#' },
+        },
+      },
+    },
+    async () => body,
+  );
+}

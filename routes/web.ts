@@ -1,0 +1,55 @@
+/**
+ * The web page: GET /, /app.js and /app.css, read from web/ once at registration and served from memory.
+ *
+ * The files are tiny and change only with a deploy, so they go out with `Cache-Control: no-cache` and a strong ETag
+ * (a revalidation costs a 304). The Content-Security-Policy comes from the app's security headers (plugins/helmet.ts);
+ * nothing in the page is inline, so the strict policy holds. The page learns the styles and the upload limit from
+ * GET /api/styles and posts to POST /ui/cartoonize (routes/cartoonize.ts). Counted by the cheap-route rate limit.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type {} from '@fastify/swagger'; // `schema.hide`: the page is not part of the API's OpenAPI document
+import type { FastifyInstance } from 'fastify';
+
+export interface WebOptions {
+  /** The folder holding index.html, app.js and app.css; default: found next to the sources or the compiled files. */
+  webDir?: string;
+}
+
+const FILES = [
+  { url: '/', file: 'index.html', type: 'text/html; charset=utf-8' },
+  { url: '/app.js', file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  { url: '/app.css', file: 'app.css', type: 'text/css; charset=utf-8' },
+] as const;
+
+/** web/ is one level up from routes/web.ts (source, under tsx) and two up from dist/routes/web.js (compiled). */
+export function findWebDir(): string {
+  const candidates = [new URL('../web/', import.meta.url), new URL('../../web/', import.meta.url)].map((u) => fileURLToPath(u));
+  const found = candidates.find((dir) => existsSync(join(dir, 'index.html')));
+  if (found === undefined) throw new Error(`The web page's files are missing: no index.html in ${candidates.join(' or ')}`);
+  return found;
+}
+
+/** True when an If-None-Match header names this ETag (weak comparison, as RFC 9110 asks for GET). */
+function matches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (ifNoneMatch === undefined) return false;
+  if (ifNoneMatch.trim() === '*') return true;
+  return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+}
+
+export default async function webRoutes(fastify: FastifyInstance, opts: WebOptions = {}) {
+  const dir = opts.webDir ?? findWebDir();
+
+  for (const { url, file, type } of FILES) {
+    const body = readFileSync(join(dir, file));
+    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"`;
+
+    fastify.get(url, { schema: { hide: true } }, async (request, reply) => {
+      reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').header('etag', etag);
+      if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send();
+      return reply.type(type).send(body);
+    });
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The process: read the configuration, refuse to run as root, build the app (which starts the workers and checks
+ * models and keys), start the metrics listener, listen, and handle signals.
+ *
+ *  - SIGTERM / SIGINT: graceful shutdown. Readiness turns 503 at once, the listener closes (new connections are
+ *    refused), requests in flight finish, then the pool closes and the process exits 0. If that takes longer than
+ *    SHUTDOWN_TIMEOUT_MS, connections are cut and the pool destroyed. A second signal exits at once.
+ *  - SIGHUP: re-read API_KEYS_FILE (a bad file keeps the old keys).
+ *
+ * Start-up errors name what is wrong (the variable, the model file and field, the key file and line) on stderr and
+ * exit 1. Nothing here is needed by tests of the app itself; they use buildApp.
+ */
+import { buildApp } from './app.js';
+import { loadConfig, type Config } from './config.js';
+
+function fail(message: string): never {
+  process.stderr.write(`privatoon: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    fail(`configuration error: ${(err as Error).message}`);
+  }
+  if (process.getuid?.() === 0 && !config.allowRoot) {
+    fail('refusing to run as root: this service parses untrusted images. Run it as an unprivileged user (the systemd unit uses DynamicUser), or set ALLOW_ROOT=true in a throwaway container.');
+  }
+
+  const app = buildApp(config);
+  try {
+    await app.ready();
+    await app.metrics.listen();
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    // Start-up errors are ours or the OS's (a port in use) and carry no request data: print them whole.
+    await app.close().catch(() => {});
+    fail(`cannot start: ${(err as Error).message}`);
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      app.log.warn({ signal }, 'second signal: exiting without waiting');
+      process.exit(1);
+    }
+    stopping = true;
+    app.log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing requests in flight');
+    app.drain();
+    const force = setTimeout(() => {
+      app.log.warn('shutdown timeout reached: cutting connections and stopping the workers');
+      app.server.closeAllConnections();
+      void app.pool.destroy().finally(() => process.exit(0));
+    }, config.shutdownTimeoutMs);
+    try {
+      // Closes the listener, waits for requests in flight, then runs onClose hooks: metrics listener, pool.close().
+      await app.close();
+    } catch (err) {
+      app.log.error({ err }, 'error while closing');
+    }
+    clearTimeout(force);
+    app.log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', (signal) => void shutdown(signal));
+  process.on('SIGINT', (signal) => void shutdown(signal));
+  process.on('SIGHUP', () => {
+    app.log.info('SIGHUP: reloading API keys');
+    void app.apiKeys.reload();
+  });
+}
+
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(`privatoon: unhandled rejection: ${reason instanceof Error ? `${reason.name}: ${reason.message}` : typeof reason}\n`);
+  process.exit(1);
+});
+
+await main();

@@ -1,0 +1,110 @@
+/**
+ * Overload and faults over real HTTP, with one worker and room for one waiting task:
+ *  - a client that disconnects while queued has its task dropped (abortedQueued rises, the queue empties);
+ *  - a full queue answers 503 + Retry-After at once, before the upload is read, while /healthz answers quickly;
+ *  - a task past the deadline is 504 (the deadline covers the wait too), a worker that throws or dies is 500, and
+ *    the server carries on.
+ * A worker is kept busy with the pool's 'hang' fault injection (PRIVATOON_TEST_HOOKS).
+ */
+import { request as httpRequest } from 'node:http';
+import t from 'tap';
+import { build, encodeForm, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
+
+const DEADLINE_MS = 1500;
+const pool = await startPool(t, { workers: 1, maxQueue: 1, testHooks: true });
+const images = await fixtures();
+const { file, keys } = writeKeys(t, ['alice']);
+const key = { 'x-api-key': keys['alice']! };
+const { app } = await build(t, {
+  pool,
+  env: { API_KEYS_FILE: file, PRIVATOON_TEST_HOOKS: 'true', REQUEST_DEADLINE_MS: String(DEADLINE_MS), RATE_LIMIT_MAX: '1000' },
+});
+const base = await listen(app);
+const api = `${base}/api/cartoonize`;
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** Occupies the only worker until the deadline kills the task (504). */
+function hang() {
+  return post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'hang' });
+}
+
+t.test('a client that disconnects while queued has its task dropped', async (t) => {
+  await waitUntilReady(pool);
+  const before = pool.stats();
+  const busy = hang();
+  await until(() => pool.stats().busy === 1, 'the worker to be busy');
+
+  const { payload, contentType } = await encodeForm(form(images.jpeg));
+  const req = httpRequest(api, { method: 'POST', headers: { ...key, 'content-type': contentType, 'content-length': payload.length } });
+  req.on('error', () => {}); // we are about to break it
+  req.end(payload);
+  await until(() => pool.stats().queued === 1, 'the second task to be queued');
+  req.destroy();
+
+  await until(() => pool.stats().abortedQueued === before.abortedQueued + 1, 'the queued task to be dropped');
+  t.equal(pool.stats().queued, 0, 'the queue is empty again');
+  t.equal(pool.stats().busy, 1, 'the running task was not disturbed');
+
+  const answer = await busy;
+  t.equal(answer.status, 504, 'the hung task hits the deadline');
+  t.match(answer.json(), { code: 'PTOON_DEADLINE', message: new RegExp(`${DEADLINE_MS} ms`) });
+});
+
+t.test('a full queue answers 503 + Retry-After at once, and health checks stay quick', async (t) => {
+  await waitUntilReady(pool);
+  const rejectedBefore = pool.stats().rejectedBusy;
+  const busy = hang();
+  await until(() => pool.stats().busy === 1, 'the worker to be busy');
+  const queued = post(api, form(images.jpeg), key);
+  await until(() => pool.stats().queued === 1, 'the queue to be full');
+  t.equal(pool.saturated, true);
+
+  const started = Date.now();
+  // A big body: it is refused before it is read, so the answer comes as fast as for a small one.
+  const refused = await post(api, form(Buffer.concat([images.jpeg, Buffer.alloc(4 * 1024 * 1024)])), key);
+  const refusedMs = Date.now() - started;
+  t.equal(refused.status, 503);
+  t.match(refused.json(), { statusCode: 503, code: 'PTOON_BUSY', error: 'Service Unavailable', message: /retry after \d+ s/ });
+  const retryAfter = Number(refused.headers.get('retry-after'));
+  t.ok(retryAfter >= 1, `Retry-After: ${retryAfter}`);
+  t.equal(refused.json()['retryAfter'], retryAfter);
+  t.ok(refusedMs < 1000, `refused in ${refusedMs} ms`);
+  t.equal(pool.stats().rejectedBusy, rejectedBefore, 'refused by the HTTP layer, before the pool saw it');
+
+  const raw = await post(api, images.jpeg, { ...key, 'content-type': 'image/jpeg' });
+  t.equal(raw.status, 503, 'raw bodies too');
+
+  const healthStarted = Date.now();
+  const health = await fetch(`${base}/healthz`);
+  t.equal(health.status, 200);
+  t.ok(Date.now() - healthStarted < 200, 'healthz answers at once');
+  t.equal((await fetch(`${base}/readyz`)).status, 200, 'busy is not unready');
+  t.equal((await fetch(`${base}/api/styles`)).status, 200, 'cheap routes keep answering');
+
+  t.equal((await busy).status, 504);
+  // The deadline bounds waiting and running together: the queued request, stuck behind the hung one, runs out too.
+  const after = await queued;
+  t.equal(after.status, 504, 'the queued request is answered (its deadline covers the wait)');
+  await waitUntilReady(pool);
+  t.equal((await post(api, form(images.jpeg), key)).status, 200, 'and the next one is served');
+});
+
+t.test('worker faults are 500s and the server carries on', async (t) => {
+  for (const fault of ['throw', 'exit'] as const) {
+    await waitUntilReady(pool);
+    const crashesBefore = pool.stats().workerCrashes;
+    const res = await post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': fault });
+    t.equal(res.status, 500, fault);
+    t.same(res.json(), { statusCode: 500, code: 'PTOON_WORKER_FAILED', error: 'Internal Server Error', message: 'Inference failed' });
+    if (fault === 'exit') t.equal(pool.stats().workerCrashes, crashesBefore + 1, 'the crash is counted');
+    await waitUntilReady(pool);
+    t.equal((await post(api, form(images.jpeg), key)).status, 200, `after ${fault}: served again`);
+  }
+});

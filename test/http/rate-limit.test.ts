@@ -1,0 +1,96 @@
+/**
+ * Rate limits: per key id on the API (two keys, two budgets), per IP without a key and on the web endpoint (stricter),
+ * none on health checks, a cheap-route limit elsewhere (404s included). A 429 is JSON with the standard headers and
+ * Retry-After. The client IP is the forwarded one only behind a trusted proxy: a forged X-Forwarded-For changes nothing.
+ */
+import t from 'tap';
+import { build, encodeForm, fixtures, form, startPool, writeKeys } from '../helper.js';
+
+const pool = await startPool(t);
+const images = await fixtures();
+const { file, keys } = writeKeys(t, ['alice', 'bob']);
+
+const upload = (headers: Record<string, string>, remoteAddress = '127.0.0.1') => ({
+  method: 'POST' as const,
+  url: '/api/cartoonize',
+  headers: { 'content-type': 'image/jpeg', ...headers },
+  payload: images.jpeg,
+  remoteAddress,
+});
+
+t.test('per key id, with headers, and a JSON 429', async (t) => {
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW_MS: '60000' } });
+  const first = await app.inject(upload({ 'x-api-key': keys['alice']! }));
+  t.equal(first.statusCode, 200);
+  t.equal(first.headers['x-ratelimit-limit'], '2');
+  t.equal(first.headers['x-ratelimit-remaining'], '1');
+  t.ok(Number(first.headers['x-ratelimit-reset']) > 0);
+  t.equal((await app.inject(upload({ authorization: `Bearer ${keys['alice']!}` }))).statusCode, 200, 'either header counts against the same key');
+
+  const limited = await app.inject(upload({ 'x-api-key': keys['alice']! }));
+  t.equal(limited.statusCode, 429);
+  t.match(limited.json(), { statusCode: 429, code: 'PTOON_RATE_LIMITED', error: 'Too Many Requests', message: /retry after \d+ s/ });
+  const retryAfter = Number(limited.headers['retry-after']);
+  t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+  t.equal(limited.json()['retryAfter'], retryAfter, 'and in the body');
+  t.equal(limited.headers['x-ratelimit-remaining'], '0');
+
+  t.equal((await app.inject(upload({ 'x-api-key': keys['bob']! }))).statusCode, 200, 'another key has its own budget, from the same IP');
+  t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'health checks are never limited');
+  t.notOk((await app.inject({ url: '/healthz' })).headers['x-ratelimit-limit'], 'and carry no limit headers');
+});
+
+t.test('without a key, attempts are counted per IP', async (t) => {
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '2' } });
+  t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess1' }, '10.0.0.1'))).statusCode, 403);
+  t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess2' }, '10.0.0.1'))).statusCode, 403);
+  t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess3' }, '10.0.0.1'))).statusCode, 429, 'key guessing is bounded');
+  t.equal((await app.inject(upload({}, '10.0.0.2'))).statusCode, 401, 'another IP is not affected');
+  t.equal((await app.inject(upload({ 'x-api-key': keys['alice']! }, '10.0.0.1'))).statusCode, 200, 'a valid key is counted by its id, not the IP');
+});
+
+t.test('a forged X-Forwarded-For changes nothing without a trusted proxy', async (t) => {
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1' } });
+  const { payload, contentType } = await encodeForm(form(images.jpeg));
+  const ui = (headers: Record<string, string>, remoteAddress: string) =>
+    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload, remoteAddress });
+  t.equal((await ui({ 'x-forwarded-for': '1.1.1.1' }, '10.0.0.9')).statusCode, 200);
+  t.equal((await ui({ 'x-forwarded-for': '2.2.2.2' }, '10.0.0.9')).statusCode, 429, 'same socket address, same budget');
+});
+
+t.test('behind a trusted proxy the forwarded client IP counts', async (t) => {
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1', TRUST_PROXY: '10.0.0.0/8' } });
+  const { payload, contentType } = await encodeForm(form(images.jpeg));
+  const ui = (headers: Record<string, string>, remoteAddress: string) =>
+    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload, remoteAddress });
+  t.equal((await ui({ 'x-forwarded-for': '1.1.1.1' }, '10.0.0.9')).statusCode, 200);
+  t.equal((await ui({ 'x-forwarded-for': '2.2.2.2' }, '10.0.0.9')).statusCode, 200, 'another client behind the proxy');
+  t.equal((await ui({ 'x-forwarded-for': '1.1.1.1' }, '10.0.0.9')).statusCode, 429, 'the first client again');
+  t.equal((await ui({ 'x-forwarded-for': '3.3.3.3' }, '192.0.2.7')).statusCode, 200, 'an untrusted peer...');
+  t.equal((await ui({ 'x-forwarded-for': '4.4.4.4' }, '192.0.2.7')).statusCode, 429, '...is counted by its own address');
+});
+
+t.test('the web endpoint has its own, stricter, per-IP limit', async (t) => {
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1', RATE_LIMIT_MAX: '5' } });
+  const { payload, contentType } = await encodeForm(form(images.jpeg));
+  const ui = () => app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload });
+  const first = await ui();
+  t.equal(first.statusCode, 200);
+  t.equal(first.headers['x-ratelimit-limit'], '1');
+  const second = await ui();
+  t.equal(second.statusCode, 429);
+  t.match(second.json(), { code: 'PTOON_RATE_LIMITED' });
+  t.equal((await app.inject(upload({ 'x-api-key': keys['alice']! }))).statusCode, 200, 'the API budget is separate');
+});
+
+t.test('cheap routes and unknown URLs are limited too', async (t) => {
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_CHEAP_MAX: '2' } });
+  t.equal((await app.inject({ url: '/nope' })).statusCode, 404);
+  t.equal((await app.inject({ url: '/nope/again' })).statusCode, 404);
+  const third = await app.inject({ url: '/still/nope' });
+  t.equal(third.statusCode, 429, 'a scanner gets 429s');
+  t.ok(third.headers['retry-after']);
+  const styles = await app.inject({ url: '/api/styles' });
+  t.equal(styles.statusCode, 200);
+  t.equal(styles.headers['x-ratelimit-limit'], '2');
+});

@@ -1,0 +1,136 @@
+/**
+ * The real server process (server.ts): graceful shutdown on SIGTERM (the request in flight still gets its 200, new
+ * connections are refused, exit code 0), the shutdown bound, key reload on SIGHUP, and start-up errors that name
+ * the variable, the file and the line.
+ */
+import { writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { newApiKey } from '../../keys.js';
+import { encodeForm, fixtures, form, magic, post, sleep, spawnServer, type ServerProcess } from '../helper.js';
+
+const images = await fixtures();
+
+function keysFile(t: Test, ...lines: string[]): string {
+  const path = join(t.testdir({}), 'keys.txt');
+  writeFileSync(path, lines.join('\n') + '\n');
+  return path;
+}
+
+async function stop(server: ServerProcess): Promise<void> {
+  if (server.child.exitCode === null) server.child.kill('SIGKILL');
+  await server.exited;
+}
+
+/** Starts a request whose body is sent in two halves; `finish()` sends the rest and resolves with the answer. */
+function halfSentUpload(url: string, headers: Record<string, string>, body: Buffer, contentType: string) {
+  let resolveAnswer: (a: { status: number; body: Buffer; headers: Record<string, unknown> }) => void = () => {};
+  let rejectAnswer: (err: Error) => void = () => {};
+  const answer = new Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }>((resolve, reject) => {
+    resolveAnswer = resolve;
+    rejectAnswer = reject;
+  });
+  const req = httpRequest(url, { method: 'POST', headers: { ...headers, 'content-type': contentType, 'content-length': body.length } }, (res) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers }));
+  });
+  req.on('error', rejectAnswer);
+  const half = Math.floor(body.length / 2);
+  req.write(body.subarray(0, half));
+  return {
+    answer,
+    finish: () => {
+      req.end(body.subarray(half));
+      return answer;
+    },
+  };
+}
+
+t.test('SIGHUP reloads keys; SIGTERM drains and exits 0', async (t) => {
+  const first = newApiKey('first');
+  const second = newApiKey('second');
+  const file = keysFile(t, first.line);
+  const server = spawnServer({ API_KEYS_FILE: file, SHUTDOWN_TIMEOUT_MS: '10000' });
+  t.teardown(() => stop(server));
+  const base = await server.listening;
+  const api = `${base}/api/cartoonize`;
+  const upload = (key: string) => post(api, form(images.jpeg), { 'x-api-key': key });
+
+  t.equal((await upload(first.key)).status, 200);
+  writeFileSync(file, second.line + '\n');
+  server.signal('SIGHUP');
+  let status = 0;
+  for (let i = 0; i < 100 && status !== 200; i++) {
+    await sleep(50);
+    status = (await upload(second.key)).status;
+  }
+  t.equal(status, 200, 'after SIGHUP the new key works');
+  t.equal((await upload(first.key)).status, 403, 'and the old one does not');
+  writeFileSync(file, 'garbage\n');
+  server.signal('SIGHUP');
+  for (let i = 0; i < 100 && !server.output().includes('API key reload failed'); i++) await sleep(50);
+  t.match(server.output(), /keys\.txt:1: expected.*API key reload failed/, 'a bad file is reported with its line...');
+  t.equal((await upload(second.key)).status, 200, '...and the keys in use stay');
+
+  // A request in flight: half its body is sent before SIGTERM, the rest after.
+  const { payload, contentType } = await encodeForm(form(images.jpeg, { fields: { format: 'png' } }));
+  const inFlight = halfSentUpload(api, { 'x-api-key': second.key }, payload, contentType);
+  await sleep(300);
+  const signalled = Date.now();
+  server.signal('SIGTERM');
+  await sleep(300);
+  await t.rejects(fetch(`${base}/healthz`), 'new connections are refused once draining');
+  const answer = await inFlight.finish();
+  t.equal(answer.status, 200, 'the request in flight is served');
+  t.equal(magic(answer.body), 'png');
+  t.equal(answer.headers['connection'], 'close', 'and asked to close its connection');
+  const code = await server.exited;
+  t.equal(code, 0, 'exit code 0');
+  t.ok(Date.now() - signalled < 5000, 'promptly');
+  t.match(server.output(), /shutting down/);
+  t.match(server.output(), /"msg":"stopped"/);
+});
+
+t.test('the shutdown bound cuts what does not finish in time', async (t) => {
+  const key = newApiKey('k');
+  const server = spawnServer({
+    API_KEYS_FILE: keysFile(t, key.line),
+    SHUTDOWN_TIMEOUT_MS: '1000',
+    REQUEST_DEADLINE_MS: '60000',
+    PRIVATOON_TEST_HOOKS: 'true',
+  });
+  t.teardown(() => stop(server));
+  const base = await server.listening;
+  const stuck = post(`${base}/api/cartoonize`, form(images.jpeg), { 'x-api-key': key.key, 'x-privatoon-test-hook': 'hang' }).catch((err: Error) => err);
+  await sleep(500);
+  const signalled = Date.now();
+  server.signal('SIGTERM');
+  const code = await server.exited;
+  const elapsed = Date.now() - signalled;
+  t.equal(code, 0, 'still a clean exit');
+  t.ok(elapsed >= 900 && elapsed < 5000, `after the bound (${elapsed} ms)`);
+  t.match(server.output(), /shutdown timeout reached/);
+  t.ok((await stuck) instanceof Error, 'the stuck request was cut');
+});
+
+t.test('start-up errors name what is wrong', async (t) => {
+  const badKeys = keysFile(t, newApiKey('ok').line, 'broken:1234');
+  const cases: [Record<string, string>, RegExp, string][] = [
+    [{ PORT: 'eighty' }, /configuration error: PORT: must be an integer from 0 to 65535, got "eighty"/, 'a bad variable'],
+    [{ API_KEYS_FILE: badKeys }, /keys\.txt:2: the hash must be 64 hexadecimal digits/, 'a bad key file'],
+    [{ API_KEYS_FILE: '/nonexistent/keys.txt' }, /\/nonexistent\/keys\.txt: cannot be read \(ENOENT\)/, 'a missing key file'],
+    [{ MODELS_DIRS: '/nonexistent-models' }, /\/nonexistent-models.*cannot be read/, 'a missing models folder'],
+    [{ TLS_CERT_FILE: '/nonexistent/cert.pem', TLS_KEY_FILE: '/nonexistent/key.pem' }, /TLS_CERT_FILE: cannot read \/nonexistent\/cert\.pem/, 'a missing certificate'],
+  ];
+  if (process.getuid?.() === 0) cases.push([{ ALLOW_ROOT: '' }, /refusing to run as root/, 'root without ALLOW_ROOT']);
+  await Promise.all(
+    cases.map(async ([env, pattern, what]) => {
+      const server = spawnServer(env);
+      const code = await server.exited;
+      t.equal(code, 1, `${what}: exit 1`);
+      t.match(server.output(), pattern, what);
+    }),
+  );
+});
