@@ -5,9 +5,9 @@
  *
  * Order matters and is spelled out here rather than left to file names:
  *   errors first (every later failure needs the handler) -> drain -> pool (start-up fails here on a bad model)
- *   -> auth (start-up fails here on a bad key file) -> request log and metrics (they read what auth and the pool
- *   decorate) -> helmet -> rate limit (after auth: it counts by key id) -> same-origin -> body parsers
- *   -> OpenAPI (before routes: it collects them) -> 404 -> routes.
+ *   -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
+ *   metrics (they read what auth, the pool and the store decorate) -> helmet -> rate limit (after auth: it counts
+ *   by key id) -> same-origin -> body parsers -> OpenAPI (before routes: it collects them) -> 404 -> routes.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -24,7 +24,8 @@ import requestLogPlugin, { loggerOptions } from './plugins/logging.js';
 import metricsPlugin from './plugins/metrics.js';
 import openApiPlugin from './plugins/openapi.js';
 import poolPlugin, { type Pool } from './plugins/pool.js';
-import rateLimitPlugin from './plugins/rate-limit.js';
+import rateLimitStorePlugin from './plugins/rate-limit-redis.js';
+import rateLimitPlugin, { CACHE_SIZE } from './plugins/rate-limit.js';
 import sameOriginPlugin from './plugins/same-origin.js';
 import uploadsPlugin from './plugins/uploads.js';
 import cartoonizeRoutes from './routes/cartoonize.js';
@@ -45,7 +46,7 @@ export interface AppDeps {
   pool?: Pool | undefined;
   /** Where log lines go; default stdout. */
   logStream?: Writable | undefined;
-  /** A shared rate-limit store (e.g. Redis, later); default in-process. */
+  /** A rate-limit store to use instead of the configured one (REDIS_URL, else in-process). */
   rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
 }
 
@@ -81,10 +82,16 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
     testHooks: config.testHooks,
   });
   await fastify.register(authPlugin, { keysFile: config.apiKeysFile });
+  // Where rate-limit counts live: Redis when REDIS_URL is set (one connect attempt here, never fatal), else in-process.
+  await fastify.register(rateLimitStorePlugin, { url: config.redisUrl, timeoutMs: config.redisTimeoutMs, cache: CACHE_SIZE });
   await fastify.register(requestLogPlugin);
   await fastify.register(metricsPlugin, { host: config.metricsHost, port: config.metricsPort });
   await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
-  await fastify.register(rateLimitPlugin, { max: config.rateLimitCheapMax, windowMs: config.rateLimitWindowMs, store: opts.rateLimitStore });
+  await fastify.register(rateLimitPlugin, {
+    max: config.rateLimitCheapMax,
+    windowMs: config.rateLimitWindowMs,
+    store: opts.rateLimitStore ?? fastify.rateLimitStore.store,
+  });
   await fastify.register(sameOriginPlugin, { publicOrigin: config.publicOrigin });
   await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });
   await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes });
@@ -104,6 +111,26 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   // The web page (GET /, /app.js, /app.css); its upload endpoint, /ui/cartoonize, is in cartoonize.ts.
   if (config.uiEnabled) await fastify.register(webRoutes);
 }
+
+/**
+ * Native TLS (TLS_CERT_FILE, TLS_KEY_FILE) for a box without a proxy: TLS 1.2 and 1.3 only, and for TLS 1.2 only
+ * forward-secret AEAD suites (Mozilla's "intermediate" profile); Node's own default list also allows CBC suites.
+ * systemd/nginx/privatoon.conf uses the same profile.
+ */
+export const TLS_SETTINGS = {
+  minVersion: 'TLSv1.2',
+  ciphers: [
+    'TLS_AES_128_GCM_SHA256',
+    'TLS_AES_256_GCM_SHA384',
+    'TLS_CHACHA20_POLY1305_SHA256',
+    'ECDHE-ECDSA-AES128-GCM-SHA256',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+    'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-ECDSA-CHACHA20-POLY1305',
+    'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
+} as const;
 
 /** Seconds a connection may sit silent. It must outlast a request's whole stay: upload, queue and inference. */
 function connectionTimeout(config: Config): number {
@@ -134,7 +161,7 @@ export function buildApp(config: Config, deps: AppDeps = {}): FastifyInstance {
     frameworkErrors: (_error: unknown, request: FastifyRequest, reply: FastifyReply) => {
       sendError(request, reply, new BadRequestError('The URL is not valid'));
     },
-    ...(tls !== null ? { https: tls } : {}),
+    ...(tls !== null ? { https: { ...tls, ...TLS_SETTINGS } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   // Headers must come quickly even when the body may take REQUEST_TIMEOUT_MS: a slow-header client is an attack.
   fastify.server.headersTimeout = Math.min(20_000, config.requestTimeoutMs);

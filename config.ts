@@ -55,6 +55,9 @@ export interface Config {
   allowRoot: boolean;
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
+  /** null: rate-limit counts are kept in this process (each instance its own budget). */
+  redisUrl: string | null;
+  redisTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -104,11 +107,13 @@ export function loadConfig(env: Env = process.env): Config {
     metricsHost: read.host('METRICS_HOST', '127.0.0.1'), // metrics reveal load and keys' ids: keep them off the public port
     metricsPort: read.int('METRICS_PORT', 9464, 0, 65535), // the OpenTelemetry Prometheus exporter's port; 0 turns it off
     logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'), // one line per request
-    shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000), // below systemd's TimeoutStopSec (90 s)
+    shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000), // below the unit's TimeoutStopSec (30 s, systemd/privatoon.service)
     testHooks: read.bool('PRIVATOON_TEST_HOOKS', false), // fault injection; tests only
     allowRoot: read.bool('ALLOW_ROOT', false), // a service that parses hostile images has no business running as root
     tlsCertFile: read.path('TLS_CERT_FILE'), // none: plain HTTP, TLS left to a proxy in front
     tlsKeyFile: read.path('TLS_KEY_FILE'),
+    redisUrl: read.redisUrl('REDIS_URL'), // none: rate limits counted per instance; set it when several instances share clients
+    redisTimeoutMs: read.int('REDIS_TIMEOUT_MS', 500, 10, 10_000), // bounds each Redis connect and command: a dead Redis never stalls a request longer
   };
 
   if (config.port !== 0 && config.metricsPort !== 0 && config.port === config.metricsPort) {
@@ -211,6 +216,23 @@ function reader(env: Env) {
         throw new ConfigError(name, `must be a bare origin (scheme://host[:port], no path), got ${JSON.stringify(value)}`);
       }
       return url.origin;
+    },
+    redisUrl(name: string): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      // Never echo the value: it may hold a password.
+      const shape = 'must be redis://[[user]:password@]host[:port][/db] or rediss://… (TLS)';
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        throw new ConfigError(name, `${shape}; it is not a URL`);
+      }
+      if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new ConfigError(name, `${shape}; the scheme is ${JSON.stringify(url.protocol)}`);
+      if (url.hostname === '') throw new ConfigError(name, `${shape}; the host is missing`);
+      if (!/^(\/(\d{1,2})?)?$/.test(url.pathname)) throw new ConfigError(name, `${shape}; the path must be a database number`);
+      if (url.search !== '' || url.hash !== '') throw new ConfigError(name, `${shape}; no query string or fragment`);
+      return value;
     },
     proxies(name: string): false | readonly string[] {
       const value = raw(name);

@@ -14,7 +14,7 @@
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../workers/ort.js';
 import sharp from 'sharp';
 import { BENCH_MODELS_DIR, loadManifests } from '../models/registry.js';
 import { decode, encode, probe } from '../workers/image.js';

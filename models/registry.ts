@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../workers/ort.js';
 import { checkYunetOutputs } from '../workers/faces/yunet.js';
 import { ManifestError, parseManifest, type ModelManifest, type TensorSpec } from './manifest.js';
 

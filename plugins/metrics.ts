@@ -5,7 +5,8 @@
  *
  * What is measured: request duration by route pattern and status; inference time by style and stage; queue depth,
  * busy and ready workers (read from pool.stats() at scrape time); rejections by reason; auth failures by reason;
- * worker crashes; the ORT thread settings. Labels are bounded sets (route patterns, codes, style ids), never URLs.
+ * worker crashes; the ORT thread settings; with REDIS_URL, whether Redis answers and how many rate-limit decisions
+ * were made in-process without it. Labels are bounded sets (route patterns, codes, style ids), never URLs.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -138,12 +139,33 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
   threads.set({ setting: 'inter_op' }, settings.interOpThreads);
   threads.set({ setting: 'spinning' }, settings.spinning ? 1 : 0);
 
+  // Rate-limit store (plugins/rate-limit-redis.ts): with REDIS_URL, decisions Redis could not make, and its state.
+  const limits = fastify.rateLimitStore;
+  const storeErrors = new Counter({
+    name: 'privatoon_rate_limit_store_errors_total',
+    help: 'Rate-limit decisions the shared store (REDIS_URL) could not make (error, timeout, no connection), made by this process instead',
+    registers: [registry],
+  });
+  if (limits.kind === 'redis') {
+    new Gauge({
+      name: 'privatoon_rate_limit_store_up',
+      help: '1 while the shared rate-limit store (REDIS_URL) answers; 0 while limits are counted per instance',
+      registers: [registry],
+      collect() {
+        this.set(limits.up ? 1 : 0);
+      },
+    });
+  }
+  const onStoreFallback = () => storeErrors.inc();
+  limits.on('fallback', onStoreFallback);
+
   const onTaskFailed = (event: { crashed?: boolean }) => {
     if (event.crashed === true) workerCrashes.inc();
   };
   pool.on('task-failed', onTaskFailed);
   fastify.addHook('onClose', async () => {
     pool.off('task-failed', onTaskFailed);
+    limits.off('fallback', onStoreFallback);
   });
 
   function record(request: FastifyRequest, reply: FastifyReply, aborted: boolean) {
@@ -199,5 +221,5 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
 export default fp(metricsPlugin, {
   fastify: '5.x',
   name: 'privatoon-metrics',
-  dependencies: ['privatoon-pool', 'privatoon-errors', 'privatoon-auth'],
+  dependencies: ['privatoon-pool', 'privatoon-errors', 'privatoon-auth', 'privatoon-rate-limit-store'],
 });

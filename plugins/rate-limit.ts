@@ -7,8 +7,8 @@
  * checks opt out with `rateLimit: false`.
  *
  * The client IP is `request.ip`, which believes X-Forwarded-For only from the proxies in TRUST_PROXY. Counts are kept
- * in this process: with several instances each keeps its own, unless a shared `store` is given (a later Redis store
- * plugs in there).
+ * in this process: with several instances each keeps its own, unless a shared `store` is given: with REDIS_URL,
+ * plugins/rate-limit-redis.ts gives one (counts in Redis, in-process counts while Redis is away).
  */
 import rateLimit, { normalizeIP, type FastifyRateLimitStoreCtor, type RateLimitOptions } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -19,12 +19,12 @@ export interface RateLimitPluginOptions {
   /** Requests per window per caller on routes without their own limit (RATE_LIMIT_CHEAP_MAX). */
   max: number;
   windowMs: number;
-  /** A shared store (Redis, later); default: in-process LRU. */
+  /** A shared store (plugins/rate-limit-redis.ts); default: in-process LRU. */
   store?: FastifyRateLimitStoreCtor | undefined;
 }
 
 /** Callers remembered per store; beyond it the least recent are forgotten (their count restarts). */
-const CACHE_SIZE = 10_000;
+export const CACHE_SIZE = 10_000;
 
 /** The caller as the limiter counts it: `key:<id>` once identified, else `ip:<address>` (IPv6 by /64). */
 export function callerKey(request: FastifyRequest): string {

@@ -2,7 +2,7 @@
  * The only place that talks to onnxruntime in a worker: creates one session per model with the operator's thread
  * settings, warms it, and runs it.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { checkYunetOutputs } from './faces/yunet.js';
 import { padTo } from './tensor.js';

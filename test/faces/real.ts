@@ -3,7 +3,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../workers/ort.js';
 import sharp from 'sharp';
 import type { OutputTensor } from '../../workers/faces/yunet.js';
 import { fromTensor, toTensor } from '../../workers/tensor.js';

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import onnxProto from 'onnx-proto';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../workers/ort.js';
 import sharp from 'sharp';
 import t from 'tap';
 import { buildDctnetBenchModel, mulberry32 } from '../../models/generate/dctnet-bench.js';
