@@ -15,6 +15,7 @@ import sharp from 'sharp';
 import t from 'tap';
 import { ROOT, build, listen, sharedImage, startPool, waitUntilReady } from '../helper.js';
 import { chromiumMissing, launchChromium, readAll, recordRequests, staysWithServer } from './browser.js';
+import { syntheticPhoto } from '../../bench/photos.js';
 
 const ARTIFACTS = join(ROOT, 'test', 'artifacts');
 /** Small enough that a too-large file is cheap to make, large enough for the 512x512 photo (773 KB). */
@@ -34,12 +35,8 @@ if (skip !== null) {
 async function photo(): Promise<{ name: string; mimeType: string; buffer: Buffer; real: boolean }> {
   const astronaut = sharedImage('astronaut_eileen_collins.png');
   if (astronaut !== null) return { name: 'astronaut_eileen_collins.png', mimeType: 'image/png', buffer: readFileSync(astronaut), real: true };
-  const face = Buffer.from(
-    '<svg xmlns="http://www.w3.org/2000/svg" width="512" height="512"><rect width="512" height="512" fill="#7aa6c2"/>' +
-      '<ellipse cx="256" cy="230" rx="120" ry="150" fill="#e8b896"/><circle cx="210" cy="200" r="14" fill="#222"/>' +
-      '<circle cx="302" cy="200" r="14" fill="#222"/><path d="M200 300 q56 40 112 0" stroke="#8a3b2e" stroke-width="10" fill="none"/>' +
-      '<rect x="120" y="400" width="272" height="112" fill="#c0392b"/></svg>',
-  );
+  // Drawn from pixels, not SVG: the workers block every loader but JPEG, PNG and WebP, process-wide.
+  const face = await syntheticPhoto(512, 512);
   return { name: 'generated-portrait.png', mimeType: 'image/png', buffer: await sharp(face).png().toBuffer(), real: false };
 }
 

@@ -6,12 +6,12 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ROOT } from '../fixtures/models.js';
 
 const MODEL = join(ROOT, 'models', 'builtin', 'toon.onnx');
 
-function createSession(t: Parameters<Parameters<typeof t.test>[1]>[0], module: string): string {
+function createSession(t: Test, module: string): string {
   const home = t.testdir({});
   const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
   delete env['ORT_DISABLE_TELEMETRY'];
