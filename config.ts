@@ -53,6 +53,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   testHooks: boolean;
   allowRoot: boolean;
+  runAsUser: string;
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
   /** null: rate-limit counts are kept in this process (each instance its own budget). */
@@ -110,6 +111,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000), // below the unit's TimeoutStopSec (30 s, systemd/privatoon.service)
     testHooks: read.bool('PRIVATOON_TEST_HOOKS', false), // fault injection; tests only
     allowRoot: read.bool('ALLOW_ROOT', false), // a service that parses hostile images has no business running as root
+    runAsUser: read.userName('RUN_AS_USER', 'nobody'), // started as root anyway (a container, a quick try): become this user first
     tlsCertFile: read.path('TLS_CERT_FILE'), // none: plain HTTP, TLS left to a proxy in front
     tlsKeyFile: read.path('TLS_KEY_FILE'),
     redisUrl: read.redisUrl('REDIS_URL'), // none: rate limits counted per instance; set it when several instances share clients
@@ -190,6 +192,12 @@ function reader(env: Env) {
       if (isIP(value) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(value)) {
         throw new ConfigError(name, `must be an IP address or a host name, got ${JSON.stringify(value)}`);
       }
+      return value;
+    },
+    userName(name: string, fallback: string): string {
+      const value = raw(name);
+      if (value === undefined) return fallback;
+      if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(value)) throw new ConfigError(name, `must be a user name, got ${JSON.stringify(value)}`);
       return value;
     },
     path(name: string): string | null {

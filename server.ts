@@ -1,5 +1,5 @@
 /**
- * The process: read the configuration, refuse to run as root, build the app (which starts the workers and checks
+ * The process: read the configuration, leave root behind, build the app (which starts the workers and checks
  * models and keys), start the metrics listener, listen, and handle signals.
  *
  *  - SIGTERM / SIGINT: graceful shutdown. Readiness turns 503 at once, the listener closes (new connections are
@@ -10,12 +10,32 @@
  * Start-up errors name what is wrong (the variable, the model file and field, the key file and line) on stderr and
  * exit 1. Nothing here is needed by tests of the app itself; they use buildApp.
  */
+import { readFileSync } from 'node:fs';
 import { buildApp } from './app.js';
 import { loadConfig, type Config } from './config.js';
 
 function fail(message: string): never {
   process.stderr.write(`privatoon: ${message}\n`);
   process.exit(1);
+}
+
+/**
+ * Drops root for an unprivileged user, as daemons started by root do, before any worker starts (the switch applies
+ * to every thread) and before any hostile byte is read. The project's files only need to be world-readable.
+ */
+function becomeUser(user: string): { uid: number; gid: number } {
+  const entry = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((line) => line.split(':'))
+    .find((fields) => fields[0] === user);
+  if (entry === undefined) throw new Error(`there is no user "${user}" in /etc/passwd`);
+  const uid = Number(entry[2]);
+  const gid = Number(entry[3]);
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0) throw new Error(`"${user}" is not an unprivileged user`);
+  process.setgroups!([gid]);
+  process.setgid!(gid);
+  process.setuid!(uid);
+  return { uid, gid };
 }
 
 async function main(): Promise<void> {
@@ -26,7 +46,16 @@ async function main(): Promise<void> {
     fail(`configuration error: ${(err as Error).message}`);
   }
   if (process.getuid?.() === 0 && !config.allowRoot) {
-    fail('refusing to run as root: this service parses untrusted images. Run it as an unprivileged user (the systemd unit uses DynamicUser), or set ALLOW_ROOT=true in a throwaway container.');
+    try {
+      const { uid, gid } = becomeUser(config.runAsUser);
+      process.stderr.write(`privatoon: started as root; now running as ${config.runAsUser} (uid ${uid}, gid ${gid}) before any model or upload is read\n`);
+    } catch (err) {
+      fail(
+        `refusing to run as root: this service parses untrusted images, and switching to the user "${config.runAsUser}" ` +
+          `(RUN_AS_USER) failed: ${(err as Error).message}. Run it as an unprivileged user (the systemd unit uses DynamicUser), ` +
+          'or set ALLOW_ROOT=true in a throwaway container.',
+      );
+    }
   }
 
   const app = buildApp(config);

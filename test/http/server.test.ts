@@ -3,7 +3,7 @@
  * connections are refused, exit code 0), the shutdown bound, key reload on SIGHUP, and start-up errors that name
  * the variable, the file and the line.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -124,7 +124,10 @@ t.test('start-up errors name what is wrong', async (t) => {
     [{ MODELS_DIRS: '/nonexistent-models' }, /\/nonexistent-models.*cannot be read/, 'a missing models folder'],
     [{ TLS_CERT_FILE: '/nonexistent/cert.pem', TLS_KEY_FILE: '/nonexistent/key.pem' }, /TLS_CERT_FILE: cannot read \/nonexistent\/cert\.pem/, 'a missing certificate'],
   ];
-  if (process.getuid?.() === 0) cases.push([{ ALLOW_ROOT: '' }, /refusing to run as root/, 'root without ALLOW_ROOT']);
+  if (process.getuid?.() === 0) {
+    cases.push([{ ALLOW_ROOT: '', RUN_AS_USER: 'no-such-user' }, /refusing to run as root: .*there is no user "no-such-user"/, 'root, and no user to become']);
+    cases.push([{ ALLOW_ROOT: '', RUN_AS_USER: 'root' }, /refusing to run as root: .*"root" is not an unprivileged user/, 'root, asked to become root']);
+  }
   await Promise.all(
     cases.map(async ([env, pattern, what]) => {
       const server = spawnServer(env);
@@ -133,4 +136,17 @@ t.test('start-up errors name what is wrong', async (t) => {
       t.match(server.output(), pattern, what);
     }),
   );
+});
+
+t.test('started as root without ALLOW_ROOT, it becomes an unprivileged user before serving', { skip: process.getuid?.() !== 0 && 'not running as root' }, async (t) => {
+  const server = spawnServer({ ALLOW_ROOT: '' });
+  const base = await server.listening;
+  t.match(server.output(), /started as root; now running as nobody \(uid \d+/);
+  const pid = /"pid":(\d+)/.exec(server.output())?.[1];
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)!.slice(1).map(Number);
+  t.ok(uids.every((u) => u !== 0), `real, effective, saved and filesystem uids are not root (${uids.join(' ')})`);
+  t.equal((await fetch(`${base}/readyz`)).status, 200, 'and it serves');
+  server.signal('SIGTERM');
+  t.equal(await server.exited, 0);
 });
