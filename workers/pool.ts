@@ -198,9 +198,12 @@ export class InferencePool extends EventEmitter {
           this.emit('worker-ready', message.threadId);
         }
       });
-      this.piscina.on('workerDestroy', (worker: { id?: number; threadId?: number }) => {
-        const id = worker.threadId ?? worker.id;
-        if (id !== undefined) this.readyThreads.delete(id);
+      this.piscina.on('workerDestroy', (worker: { id: number }) => {
+        // A terminated worker still reports its id here; one that exited on its own reads -1 (Node resets a thread's
+        // id at exit). So keep exactly the ids of the threads still alive.
+        this.readyThreads.delete(worker.id);
+        const alive = new Set(this.piscina.threads.map((thread) => thread.threadId));
+        for (const id of this.readyThreads) if (!alive.has(id)) this.readyThreads.delete(id);
       });
       this.piscina.on('message', onMessage);
       this.piscina.once('error', fail);

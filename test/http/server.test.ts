@@ -140,6 +140,9 @@ t.test('start-up errors name what is wrong', async (t) => {
 
 t.test('started as root without ALLOW_ROOT, it becomes an unprivileged user before serving', { skip: process.getuid?.() !== 0 && 'not running as root' }, async (t) => {
   const server = spawnServer({ ALLOW_ROOT: '' });
+  t.teardown(() => {
+    if (server.child.exitCode === null) server.child.kill('SIGKILL');
+  });
   const base = await server.listening;
   t.match(server.output(), /started as root; now running as nobody \(uid \d+/);
   const pid = /"pid":(\d+)/.exec(server.output())?.[1];

@@ -1,0 +1,231 @@
+/**
+ * Starts the real service (server.ts) as a child process for load, fault and soak runs, on 127.0.0.1 only.
+ *
+ * The child runs the compiled code (dist/server.js) when it exists and is not older than the sources, else server.ts
+ * through tsx (BENCH_SERVER=dist|tsx forces one). It gets a clean environment (no NODE_OPTIONS: tap and npm put
+ * their hooks there), a temporary API key file (bench set-up writes it; the service never writes anything), a rate
+ * limit high enough never to trip, an ephemeral API port and a free loopback port for the metrics listener. The pid
+ * is the service's own (node is spawned directly), so /proc/<pid>/status and signals reach the service itself.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../config.js';
+import { newApiKey } from '../../keys.js';
+import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../../models/registry.js';
+
+export type ModelSet = 'builtin' | 'builtin+bench';
+
+export interface ServiceOptions {
+  /** Which model folders MODELS_DIRS lists; `builtin+bench` adds the DCT-Net-class benchmark model. Default builtin. */
+  models?: ModelSet;
+  /** WORKERS; default 2 (the service's own default is one per core). */
+  workers?: number;
+  /** ORT_INTRA_THREADS; default 1. */
+  intraThreads?: number;
+  /** PRIVATOON_TEST_HOOKS: lets a request inject a worker fault (X-Privatoon-Test-Hook). */
+  testHooks?: boolean;
+  /** Any other service variables (MAX_QUEUE, REQUEST_DEADLINE_MS, SHUTDOWN_TIMEOUT_MS, ...); they win. */
+  env?: Record<string, string>;
+  /** How long start-up may take (model checks and worker warm-up included). Default 90 s. */
+  startTimeoutMs?: number;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Date.now() at exit. */
+  at: number;
+}
+
+export interface Service {
+  /** http://127.0.0.1:PORT */
+  base: string;
+  /** http://127.0.0.1:PORT/metrics on the separate metrics listener. */
+  metricsUrl: string;
+  pid: number;
+  /** An API key the service accepts (X-Api-Key). */
+  key: string;
+  entry: 'dist' | 'tsx';
+  /** The environment given to the service (without PATH/HOME), for the report. */
+  env: Readonly<Record<string, string>>;
+  /** The last 256 KiB of stdout and stderr. */
+  output(): string;
+  alive(): boolean;
+  exited: Promise<ExitInfo>;
+  signal(signal: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL after `graceMs` (default 20 s); removes the temporary key file. Idempotent. */
+  stop(graceMs?: number): Promise<ExitInfo>;
+}
+
+const OUTPUT_KEEP = 256 * 1024;
+/** Variables passed through from the bench's own environment: allocator and thread-pool experiments. */
+const PASS_THROUGH = ['UV_THREADPOOL_SIZE', 'MALLOC_ARENA_MAX', 'LD_PRELOAD', 'TZ'];
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Never leave a service behind: on any exit of the bench, kill what is still running.
+  process.once('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+}
+
+/** A free TCP port on 127.0.0.1 (the OS picks; closed again before the service binds it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Newest modification time of the TypeScript sources that dist/ is built from. */
+function newestSourceMtime(): number {
+  let newest = 0;
+  const visit = (dir: string, recurse: boolean) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory() && recurse) visit(path, true);
+      else if (entry.isFile() && entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
+    }
+  };
+  visit(PROJECT_ROOT, false);
+  for (const dir of ['plugins', 'routes', 'workers', 'models']) {
+    const path = join(PROJECT_ROOT, dir);
+    if (existsSync(path)) visit(path, true);
+  }
+  return newest;
+}
+
+/** dist/server.js when present and built after the last source change (a stale build would measure old code). */
+export function serverEntry(): { entry: 'dist' | 'tsx'; args: string[] } {
+  const compiled = join(PROJECT_ROOT, 'dist', 'server.js');
+  const forced = process.env['BENCH_SERVER'];
+  const useDist =
+    forced === 'dist' || (forced !== 'tsx' && existsSync(compiled) && statSync(compiled).mtimeMs >= newestSourceMtime());
+  return useDist
+    ? { entry: 'dist', args: [compiled] }
+    : { entry: 'tsx', args: ['--import', 'tsx', join(PROJECT_ROOT, 'server.ts')] };
+}
+
+export function modelsDirs(models: ModelSet): string {
+  return models === 'builtin' ? BUILTIN_MODELS_DIR : `${BUILTIN_MODELS_DIR}:${BENCH_MODELS_DIR}`;
+}
+
+export async function startService(opts: ServiceOptions = {}): Promise<Service> {
+  installExitHook();
+  const dir = mkdtempSync(join(tmpdir(), 'privatoon-bench-'));
+  const apiKey = newApiKey('bench');
+  const keysFile = join(dir, 'keys.txt');
+  writeFileSync(keysFile, `# temporary key for a benchmark run\n${apiKey.line}\n`, { mode: 0o600 });
+  const metricsPort = await freePort();
+
+  const serviceEnv: Record<string, string> = {
+    HOST: '127.0.0.1',
+    PORT: '0',
+    METRICS_HOST: '127.0.0.1',
+    METRICS_PORT: String(metricsPort),
+    MODELS_DIRS: modelsDirs(opts.models ?? 'builtin'),
+    WORKERS: String(opts.workers ?? 2),
+    ORT_INTRA_THREADS: String(opts.intraThreads ?? 1),
+    API_KEYS_FILE: keysFile,
+    RATE_LIMIT_MAX: '1000000',
+    RATE_LIMIT_CHEAP_MAX: '1000000',
+    LOG_LEVEL: 'info', // the deployed default; the "listening" lines are read from it
+    PRIVATOON_TEST_HOOKS: opts.testHooks === true ? 'true' : 'false',
+    // The service refuses root; benchmark machines and CI containers often are root.
+    ...(process.getuid?.() === 0 ? { ALLOW_ROOT: 'true' } : {}),
+    ...opts.env,
+  };
+  const inherited: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? dir, TSX_DISABLE_CACHE: '1' };
+  for (const name of PASS_THROUGH) {
+    const value = process.env[name];
+    if (value !== undefined) inherited[name] = value;
+  }
+
+  const { entry, args } = serverEntry();
+  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: { ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  let output = '';
+  let onListening: (url: string) => void = () => {};
+  let onFailed: (err: Error) => void = () => {};
+  const listening = new Promise<string>((resolve, reject) => {
+    onListening = resolve;
+    onFailed = reject;
+  });
+  const scan = (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+    if (output.length > OUTPUT_KEEP * 2) output = output.slice(-OUTPUT_KEEP);
+    const api = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+    if (api?.[1] !== undefined && output.includes('"msg":"metrics listening"')) onListening(api[1]);
+  };
+  child.stdout!.on('data', scan);
+  child.stderr!.on('data', scan);
+  const exited = new Promise<ExitInfo>((resolve) => {
+    child.once('exit', (code, signal) => {
+      live.delete(child);
+      onFailed(new Error(`the service exited (code ${code}, signal ${signal}) before listening:\n${output.slice(-4000)}`));
+      resolve({ code, signal, at: Date.now() });
+    });
+  });
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+
+  const timeoutMs = opts.startTimeoutMs ?? 90_000;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the service did not listen within ${timeoutMs} ms:\n${output.slice(-4000)}`)), timeoutMs);
+  });
+  let base: string;
+  try {
+    base = await Promise.race([listening, timedOut]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    await exited;
+    cleanup();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+
+  let stopping: Promise<ExitInfo> | undefined;
+  const { API_KEYS_FILE: _file, ...shownEnv } = serviceEnv;
+  return {
+    base,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    pid: child.pid!,
+    key: apiKey.key,
+    entry,
+    env: shownEnv,
+    output: () => output,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    exited,
+    signal: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    stop(graceMs = 20_000) {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM');
+          const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+          const info = await exited;
+          clearTimeout(kill);
+          cleanup();
+          return info;
+        }
+        cleanup();
+        return exited;
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * `npm run bench`: the service's throughput and latency over real HTTP, against the plain in-process onnxruntime
+ * loop on the same model and images.
+ *
+ *   npm run bench                                   # toon and dctnet-bench, 512x512, 10 s per row
+ *   npm run bench -- --seconds 30 --splits 2x1,1x2  # longer, and two workers x threads splits
+ *   npm run bench -- --styles dctnet-bench --size 720 --concurrency 8
+ *
+ * For each split, the service is started (bench/lib/server.ts) with the built-in models and the DCT-Net-class
+ * benchmark model, and each style is driven by `--concurrency` closed-loop clients posting photos (raw JPEG bodies,
+ * options in the query), while /healthz is probed every 50 ms on a connection of its own. Right after each row,
+ * with the service idle (its workers sleep: no spinning), the plain loop runs on the same model and images in this
+ * process: each ratio compares two measurements taken back to back, so a machine whose background load drifts
+ * skews it less. Prints one Markdown table, a diagnostics table (with the load average, to show such noise) and the
+ * targets; the exit code is 0 whatever the numbers.
+ */
+import { availableParallelism, loadavg } from 'node:os';
+import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../models/registry.js';
+import { list, num, readFlags } from './lib/args.js';
+import { benchImages } from './lib/images.js';
+import { loadRun, type LoadRunResult } from './lib/load-run.js';
+import { machineLine } from './lib/machine.js';
+import { findManifest, plainLoop, type PlainResult } from './lib/plain.js';
+import { startService } from './lib/server.js';
+import { formatCounts, mib, ms, table } from './lib/stats.js';
+
+const CORES = availableParallelism();
+const flags = readFlags('npm run bench -- [flags]', {
+  styles: { default: 'toon,dctnet-bench', help: 'styles to drive, comma-separated' },
+  size: { default: '512', help: 'photos are cropped to size x size' },
+  seconds: { default: '10', help: 'measured seconds per row (after the warm-up)' },
+  warmup: { default: '3', help: 'warm-up seconds per row, not measured' },
+  splits: { default: `${CORES}x1`, help: 'workers x ORT intra-op threads, comma-separated (each starts its own service)' },
+  concurrency: { default: '', help: 'closed-loop clients; default 2 per worker (one running, one waiting)' },
+  'plain-threads': { default: String(CORES), help: 'intra-op threads of the plain loop; a list takes the best' },
+  'plain-seconds': { default: '', help: 'seconds per plain loop; default --seconds' },
+});
+const styles = list(flags.styles);
+const size = num(flags.size, 'size');
+const seconds = num(flags.seconds, 'seconds');
+const warmup = num(flags.warmup, 'warmup');
+const splits = list(flags.splits).map((s) => {
+  const [w, t] = s.split('x').map(Number);
+  if (!Number.isInteger(w) || !Number.isInteger(t) || w! < 1 || t! < 1) throw new Error(`--splits: "${s}" is not WORKERSxTHREADS`);
+  return { workers: w!, threads: t! };
+});
+const plainThreads = list(flags['plain-threads']).map((t) => num(t, 'plain-threads'));
+const plainSeconds = flags['plain-seconds'] === '' ? seconds : num(flags['plain-seconds'], 'plain-seconds');
+
+interface Row extends LoadRunResult {
+  split: string;
+  /** The plain loop, session.run only, measured right after this row. */
+  plain: PlainResult;
+  /** 1-minute load average before the row and after its plain loop. */
+  load: [number, number];
+}
+
+function loadAverage(): number {
+  return loadavg()[0] ?? NaN;
+}
+
+async function main(): Promise<void> {
+  const { images, source } = await benchImages(size);
+  console.log(`Machine: ${machineLine()}`);
+  console.log(`Images: ${source}`);
+  const rows: Row[] = [];
+  const pipelines = new Map<string, PlainResult>();
+  let entry = '';
+  for (const split of splits) {
+    const service = await startService({ models: 'builtin+bench', workers: split.workers, intraThreads: split.threads });
+    entry = service.entry;
+    try {
+      for (const style of styles) {
+        const concurrency = flags.concurrency === '' ? split.workers * 2 : num(flags.concurrency, 'concurrency');
+        const loadBefore = loadAverage();
+        process.stderr.write(`service ${split.workers}x${split.threads}, ${style}: ${warmup} s warm-up + ${seconds} s at ${concurrency} clients...\n`);
+        const run = await loadRun(service, images, { style, concurrency, seconds, warmupSeconds: warmup });
+        const manifest = await findManifest([BUILTIN_MODELS_DIR, BENCH_MODELS_DIR], style);
+        let best: PlainResult | undefined;
+        for (const threads of plainThreads) {
+          process.stderr.write(`plain loop, ${style}, session.run only, 1x${threads}: ${plainSeconds} s...\n`);
+          const r = await plainLoop(manifest, images, { kind: 'ort', threads, seconds: plainSeconds });
+          if (best === undefined || r.perSecond > best.perSecond) best = r;
+        }
+        if (!pipelines.has(style)) {
+          process.stderr.write(`plain loop, ${style}, whole pipeline in-process, 1x${best!.threads}: ${plainSeconds} s...\n`);
+          pipelines.set(style, await plainLoop(manifest, images, { kind: 'pipeline', threads: best!.threads, seconds: plainSeconds }));
+        }
+        rows.push({ ...run, split: `${split.workers}x${split.threads}`, plain: best!, load: [loadBefore, loadAverage()] });
+      }
+    } finally {
+      await service.stop();
+    }
+  }
+
+  console.log(`\nServer (${entry === 'dist' ? 'dist/server.js' : 'server.ts via tsx'}) over HTTP on 127.0.0.1, ${size}x${size} JPEG photos as raw bodies; ${seconds} s per row after ${warmup} s warm-up; /healthz probed every 50 ms.\n`);
+  console.log(
+    table(
+      ['model', 'size', 'workers x threads', 'clients', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'statuses', '/healthz p50 ms', '/healthz p99 ms', 'plain loop req/s', 'server / plain', 'plain pipeline req/s', 'server / pipeline'],
+      rows.map((r) => {
+        const p = { ort: r.plain, pipeline: pipelines.get(r.style)! };
+        return [
+          r.style,
+          `${size}x${size}`,
+          r.split,
+          String(r.concurrency),
+          r.perSecond.toFixed(2),
+          ms(r.latency.p50),
+          ms(r.latency.p90),
+          ms(r.latency.p99),
+          ms(r.latency.max),
+          formatCounts(r.statuses),
+          ms(r.health.p50),
+          ms(r.health.p99),
+          `${p.ort.perSecond.toFixed(2)} (1x${p.ort.threads})`,
+          (r.perSecond / p.ort.perSecond).toFixed(2),
+          p.pipeline.perSecond.toFixed(2),
+          (r.perSecond / p.pipeline.perSecond).toFixed(2),
+        ];
+      }),
+    ),
+  );
+  console.log(
+    '\nDiagnostics: /healthz probes; the service\'s own event-loop lag (prom-client); this client\'s event-loop delay (high would mean the probes measured the client); ' +
+      'pool saturation (1 s readings with every worker busy); service RSS; median Server-Timing stages; service CPU per request (all threads, and the main thread alone) ' +
+      'against the plain loop\'s CPU per run, and the share of the cores the service got; the 1-minute load average before the row and after its plain loop ' +
+      '(above the core count: other work shared the machine, and the numbers are noise).\n',
+  );
+  const stageText = (stages: Record<string, number>) =>
+    ['queue', 'decode', 'detect', 'infer', 'head', 'encode'].filter((k) => stages[k] !== undefined).map((k) => `${k} ${ms(stages[k]!)}`).join(', ') || '-';
+  console.log(
+    table(
+      ['model', 'workers x threads', 'probes', 'failed', '/healthz max ms', 'service loop lag p99 ms', 'client loop p99 ms', 'pool saturated', 'RSS peak MiB', 'stages p50 ms', 'service CPU ms/req (main thread)', 'plain CPU ms/run', 'service share of cores', 'load avg'],
+      rows.map((r) => [
+        r.style,
+        r.split,
+        String(r.health.count + r.health.failed),
+        String(r.health.failed),
+        ms(r.health.max),
+        ms(r.serverLagP99),
+        ms(r.clientLagP99),
+        Number.isFinite(r.saturated) ? `${(r.saturated * 100).toFixed(0)}%` : '-',
+        mib(r.rssPeak),
+        stageText(r.stages),
+        `${ms(r.cpuPerRequest.process)} (${ms(r.cpuPerRequest.main)})`,
+        `${ms(r.plain.cpuPerRun)} (1x${r.plain.threads})`,
+        `${(r.cpuShare * 100).toFixed(0)}%`,
+        `${r.load[0].toFixed(1)} -> ${r.load[1].toFixed(1)}`,
+      ]),
+    ),
+  );
+
+  console.log('\nTargets (DCT-Net-class model at 512x512):');
+  const targetRows = rows.filter((r) => r.style === 'dctnet-bench');
+  if (targetRows.length === 0 || size !== 512) console.log('  not evaluated: run with --styles including dctnet-bench and --size 512');
+  for (const r of targetRows.filter(() => size === 512)) {
+    const ratio = r.perSecond / r.plain.perSecond;
+    const mark = (ok: boolean) => (ok ? 'met' : 'NOT met');
+    console.log(`  ${r.split}: server / plain loop = ${ratio.toFixed(3)} (>= 0.90: ${mark(ratio >= 0.9)}); /healthz p99 = ${ms(r.health.p99)} ms with the pool saturated ${(r.saturated * 100).toFixed(0)}% of the time (<= 20 ms: ${mark(r.health.p99 <= 20 && r.health.failed === 0)})`);
+  }
+}
+
+await main();
