@@ -47,28 +47,58 @@ export function toTensor(
   const pw = padTo(width, multiple);
   const ph = padTo(height, multiple);
   const [scale, offset] = affine(spec.range);
+  // One float per 8-bit level: the hot loop is then a table look-up and a store, on the request path of every image.
+  const level = new Float32Array(256);
+  for (let v = 0; v < 256; v++) level[v] = v * scale + offset;
   const data = new Float32Array(pw * ph * 3);
   // Source channel for each tensor channel: BGR reads R from index 2.
-  const order = spec.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
+  const [c0, c1, c2] = spec.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
   const plane = pw * ph;
   const nchw = spec.layout === 'NCHW';
-  const padLevel = pad === 'edge' ? -1 : pad * scale + offset;
 
   for (let y = 0; y < ph; y++) {
-    const sy = y < height ? y : height - 1;
-    for (let x = 0; x < pw; x++) {
-      const inside = x < width && y < height;
-      const sx = x < width ? x : width - 1;
-      const src = (sy * width + sx) * 3;
-      const p = y * pw + x;
-      for (let c = 0; c < 3; c++) {
-        const value = inside || padLevel < -0.5 ? rgb[src + order[c]!]! * scale + offset : padLevel;
-        data[nchw ? c * plane + p : p * 3 + c] = value;
+    // Rows below the image repeat its last row (edge); a grey fill overwrites the margins afterwards.
+    const src = (y < height ? y : height - 1) * width * 3;
+    const row = y * pw;
+    if (nchw) {
+      for (let x = 0, i = src; x < pw; x++) {
+        const p = row + x;
+        data[p] = level[rgb[i + c0]!]!;
+        data[plane + p] = level[rgb[i + c1]!]!;
+        data[2 * plane + p] = level[rgb[i + c2]!]!;
+        if (x < width - 1) i += 3; // columns right of the image repeat its last column
+      }
+    } else {
+      for (let x = 0, i = src, d = row * 3; x < pw; x++, d += 3) {
+        data[d] = level[rgb[i + c0]!]!;
+        data[d + 1] = level[rgb[i + c1]!]!;
+        data[d + 2] = level[rgb[i + c2]!]!;
+        if (x < width - 1) i += 3;
       }
     }
   }
+  if (pad !== 'edge' && (pw > width || ph > height)) fillMargins(data, width, height, pw, ph, nchw, pad * scale + offset);
   const dims: PackedTensor['dims'] = nchw ? [1, 3, ph, pw] : [1, ph, pw, 3];
   return { data, dims, width: pw, height: ph };
+}
+
+/** Sets the right and bottom margins (outside width x height) of a padded tensor to one value. */
+function fillMargins(data: Float32Array, width: number, height: number, pw: number, ph: number, nchw: boolean, value: number): void {
+  const plane = pw * ph;
+  for (let y = 0; y < ph; y++) {
+    for (let x = y < height ? width : 0; x < pw; x++) {
+      const p = y * pw + x;
+      if (nchw) {
+        data[p] = value;
+        data[plane + p] = value;
+        data[2 * plane + p] = value;
+      } else {
+        data[p * 3] = value;
+        data[p * 3 + 1] = value;
+        data[p * 3 + 2] = value;
+      }
+    }
+  }
 }
 
 /**
@@ -88,18 +118,23 @@ export function fromTensor(
   if (channels !== 3) throw new RangeError(`expected 3 output channels in ${spec.layout}, got shape [${dims.join(', ')}]`);
   if (tw < width || th < height) throw new RangeError(`output ${tw}x${th} is smaller than the image ${width}x${height}`);
   const [scale, offset] = affine(spec.range);
-  const order = spec.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
+  const inverse = 1 / scale;
+  const [c0, c1, c2] = spec.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
   const plane = tw * th;
   const rgb = new Uint8Array(width * height * 3);
+  // Uint8ClampedArray rounds half to even and clamps, and maps NaN to 0: exactly the conversion wanted, done by V8.
+  const clamped = new Uint8ClampedArray(rgb.buffer, rgb.byteOffset, rgb.length);
   for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
+    for (let x = 0, dst = y * width * 3; x < width; x++, dst += 3) {
       const p = y * tw + x;
-      const dst = (y * width + x) * 3;
-      for (let c = 0; c < 3; c++) {
-        const value = data[nchw ? c * plane + p : p * 3 + c]!;
-        // Uint8Array assignment truncates; clamp and round explicitly. NaN becomes 0.
-        const level = Math.round((value - offset) / scale);
-        rgb[dst + order[c]!] = level > 255 ? 255 : level > 0 ? level : 0;
+      if (nchw) {
+        clamped[dst + c0] = (data[p]! - offset) * inverse;
+        clamped[dst + c1] = (data[plane + p]! - offset) * inverse;
+        clamped[dst + c2] = (data[2 * plane + p]! - offset) * inverse;
+      } else {
+        clamped[dst + c0] = (data[p * 3]! - offset) * inverse;
+        clamped[dst + c1] = (data[p * 3 + 1]! - offset) * inverse;
+        clamped[dst + c2] = (data[p * 3 + 2]! - offset) * inverse;
       }
     }
   }
