@@ -260,7 +260,7 @@ const canSandbox =
 
 /**
  * In a private mount namespace: every mount read-only (ProtectSystem=strict, no ReadWritePaths), a fresh /tmp
- * (PrivateTmp), empty /home and /root (ProtectHome, unless the checkout lives there), no core dumps, umask 077; then
+ * (PrivateTmp, unless the checkout lives there), empty /home and /root (ProtectHome, unless the checkout lives there), no core dumps, umask 077; then
  * uid/gid 65534 with no capabilities and no new privileges (DynamicUser, CapabilityBoundingSet=, NoNewPrivileges).
  */
 const SANDBOX = `set -e
@@ -268,7 +268,7 @@ awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r m; do
   case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
   mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
-mount -t tmpfs -o mode=1777,size=16m,nosuid,nodev tmpfs /tmp
+case "$ROOT/" in /tmp/*) ;; *) mount -t tmpfs -o mode=1777,size=16m,nosuid,nodev tmpfs /tmp ;; esac
 for home in /home /root; do
   case "$ROOT/" in "$home"/*) ;; *) if [ -d "$home" ]; then mount -t tmpfs -o mode=000,size=1m tmpfs "$home"; fi ;; esac
 done
