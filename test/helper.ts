@@ -7,6 +7,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
@@ -284,4 +285,16 @@ export function spawnServer(env: Record<string, string>, wrapper: readonly strin
 export function sharedImage(name: string): string | null {
   const path = join(SHARED_IMAGES, name);
   return existsSync(path) ? path : null;
+}
+
+/** A port free on 127.0.0.1 now (the OS picks it; a test binds it moments later). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
 }

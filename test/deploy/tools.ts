@@ -8,12 +8,14 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { Test } from 'tap';
-import { ROOT, sleep } from '../helper.js';
+import { freePort, ROOT, sleep } from '../helper.js';
+
+export { freePort };
 
 /** The full path of a program on PATH or in the sbin folders (nginx lives in /usr/sbin), or null. */
 export function which(program: string): string | null {
@@ -22,18 +24,6 @@ export function which(program: string): string | null {
     if (dir !== '' && existsSync(join(dir, program))) return join(dir, program);
   }
   return null;
-}
-
-/** A port free on 127.0.0.1 now (the OS picks it; a test binds it moments later). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
 }
 
 /** A temp folder for one test file, removed at the end; traversable by nginx's unprivileged workers. */

@@ -10,11 +10,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { newApiKey } from '../../keys.js';
-import { fixtures, form, post, sharedImage, spawnServer } from '../helper.js';
+import { fixtures, form, freePort, post, sharedImage, spawnServer } from '../helper.js';
 
 const TRACED = ['open', 'openat', 'creat', 'rename', 'renameat', 'renameat2', 'unlink', 'unlinkat', 'mkdir', 'mkdirat', 'truncate', 'ftruncate', 'listen'];
 const WRITE_FLAGS = /\b(O_WRONLY|O_RDWR|O_CREAT|O_TRUNC)\b/;
@@ -42,16 +41,6 @@ function diskWrites(lines: readonly string[]): string[] {
   return found;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 const hasStrace = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
 
