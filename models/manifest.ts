@@ -131,6 +131,13 @@ export function parseManifest(file: string, text: string): ModelManifest {
   }
   if (role === 'head' && manifest.crop === undefined) v.fail('crop', 'is required for a head model (DCT-Net: 288)');
   if (role === 'detector' && manifest.family === undefined) v.fail('family', 'is required for a detector (e.g. "yunet")');
+  // The detector runs on a copy at most this long; its strides go down to 32 pixels.
+  if (role === 'detector' && rules.maxLongSide !== undefined && rules.maxLongSide < 32) {
+    new FieldReader(file, size, 'size.').fail('maxLongSide', 'must be at least 32 for a detector');
+  }
+  if ((manifest.head === undefined) !== (manifest.detector === undefined)) {
+    v.fail(manifest.head === undefined ? 'head' : 'detector', 'must be given together with the other: the face path needs both a head model and a detector');
+  }
   if (manifest.file.includes('\0')) v.fail('file', 'must be a plain path');
   return manifest;
 }

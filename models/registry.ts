@@ -70,10 +70,13 @@ export async function verifyModels(manifests: readonly ModelManifest[]): Promise
     } catch (err) {
       throw new ManifestError(m.source, 'file', `points to ${m.file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); run \`npm run build\` for the built-in models`);
     }
-    if (m.sha256 !== undefined) {
-      const actual = createHash('sha256').update(bytes).digest('hex');
-      if (actual !== m.sha256) throw new ManifestError(m.source, 'sha256', `is ${m.sha256} but ${m.file} hashes to ${actual}`);
+    const actual = sha256(bytes);
+    if (m.sha256 !== undefined && actual !== m.sha256) {
+      throw new ManifestError(m.source, 'sha256', `is ${m.sha256} but ${m.file} hashes to ${actual}`);
     }
+    // From here on the manifest pins the bytes that were checked: every worker, replacements included, loads
+    // exactly these or refuses (workers/session.ts), so a file swapped after start-up is never loaded silently.
+    m.sha256 = actual;
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
@@ -88,6 +91,10 @@ export async function verifyModels(manifests: readonly ModelManifest[]): Promise
       await session.release();
     }
   }
+}
+
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** The role decides the tensors' expected rank; detectors are checked by their family's decoder instead. */
@@ -130,5 +137,13 @@ function checkTensor(
   if ((typeof channels === 'number' && channels !== 3) || fixed3Elsewhere) {
     const shape = `[${meta.shape.join(', ')}]`;
     throw new ManifestError(m.source, field, `"${spec.name}" has shape ${shape}, which does not have 3 on the ${spec.layout} channel axis (is the layout right?)`);
+  }
+  // Image models run at the size of each image (heads at their crop): spatial sizes must be free, or equal the crop.
+  const spatial = spec.layout === 'NCHW' ? [meta.shape[2], meta.shape[3]] : [meta.shape[1], meta.shape[2]];
+  for (const side of spatial) {
+    if (typeof side !== 'number') continue;
+    if (m.role === 'head' && side === m.crop) continue;
+    const want = m.role === 'head' ? `the crop (${m.crop})` : 'free (dynamic): images come in every size';
+    throw new ManifestError(m.source, field, `"${spec.name}" has a fixed side of ${side}; it must be ${want}`);
   }
 }

@@ -148,6 +148,9 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: Cod
     body.retryAfter = retryAfter;
   }
   if (err.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="privatoon"');
+  // Refused before its body was read (auth, rate limit, a full pool): close the connection after the answer, or
+  // Node would read and discard the whole upload to keep the connection alive.
+  if (!request.raw.complete) reply.header('connection', 'close');
   return reply.code(err.statusCode).type('application/json; charset=utf-8').send(body);
 }
 

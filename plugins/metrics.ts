@@ -104,6 +104,14 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
     },
   });
   new Gauge({
+    name: 'privatoon_uploads_in_flight',
+    help: 'Requests admitted and still uploading: they hold a place in the pool (with busy and queued, bounded by workers + MAX_QUEUE)',
+    registers: [registry],
+    collect() {
+      this.set(pool.stats().reserved);
+    },
+  });
+  new Gauge({
     name: 'privatoon_queue_capacity',
     help: 'Tasks that may wait before requests are refused with 503 (MAX_QUEUE)',
     registers: [registry],

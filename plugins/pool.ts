@@ -10,7 +10,7 @@ import { InferencePool } from '../workers/pool.js';
 /** What the HTTP layer uses of the pool; a test may hand in anything with this shape. */
 export type Pool = Pick<
   InferencePool,
-  'styles' | 'accepting' | 'ready' | 'saturated' | 'retryAfterSeconds' | 'stats' | 'threadSettings' | 'hasStyle' | 'run' | 'close' | 'destroy' | 'on' | 'off'
+  'styles' | 'accepting' | 'ready' | 'saturated' | 'reserve' | 'retryAfterSeconds' | 'stats' | 'threadSettings' | 'hasStyle' | 'run' | 'close' | 'destroy' | 'on' | 'off'
 >;
 
 /** What one request's inference took; read by the request log line and the metrics. */
@@ -27,6 +27,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     inference: InferenceNote | null;
+    /** The pool place this request holds while its upload is read (routes/cartoonize.ts `admit`). */
+    reservation: (() => void) | null;
   }
 }
 
@@ -66,8 +68,13 @@ async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
     }));
   fastify.decorate('pool', pool);
   fastify.decorateRequest('inference', null);
+  fastify.decorateRequest('reservation', null);
 
   if (owned) {
+    // Worker errors outside any task, and replacements that cannot load their models: the pool carries on (short of
+    // a worker in the second case, which /readyz shows), the operator must hear of it.
+    pool.on('error', (err: Error) => fastify.log.error({ err: { type: err.name, message: err.message } }, 'worker error outside a task'));
+    pool.on('worker-init-failed', (message: string) => fastify.log.error({ detail: message }, 'a replacement worker could not load its models; the pool is short of a worker'));
     const settings = pool.threadSettings;
     fastify.log.info({ ...settings, styles: pool.styles.map((s) => s.id) }, 'inference pool ready');
     // Runs after the HTTP server has stopped taking requests and the in-flight ones have finished (Fastify closes

@@ -19,7 +19,7 @@ import type { Pool } from '../plugins/pool.js';
 import { apiLimit, uiLimit } from '../plugins/rate-limit.js';
 import { OPTION_FIELDS } from '../plugins/uploads.js';
 import type { CartoonizeOptions, OutputFormat, StageTimings, TestHook } from '../workers/contract.js';
-import { BadOptionError, BusyError, NotReadyError, UnknownStyleError, UnsupportedMediaError } from '../workers/errors.js';
+import { BadOptionError, UnknownStyleError, UnsupportedMediaError } from '../workers/errors.js';
 import { sniffFormat } from '../workers/sniff.js';
 
 /** Encoder quality when none is asked for: visually clean, about a third of q=100's size. */
@@ -131,13 +131,15 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   const { config, pool } = fastify;
   const schema = optionsSchema(config.maxOutputSide, pool.styles.map((s) => s.id));
 
-  /** preParsing: refuse before reading the upload when the pool could not take it anyway. */
-  async function admit() {
-    if (!pool.accepting) throw new NotReadyError();
-    if (pool.saturated) {
-      const retryAfter = pool.retryAfterSeconds();
-      throw Object.assign(new BusyError(retryAfter), { retryAfter });
-    }
+  /**
+   * preParsing: hold a place in the pool before reading the upload, or refuse (503 + Retry-After) when there is
+   * none. Holding it bounds the uploads buffered in memory at once, not only the queue. The place passes to the task
+   * in `pool.run`, or is given back when the request ends any other way.
+   */
+  async function admit(request: FastifyRequest, reply: FastifyReply) {
+    const release = pool.reserve();
+    reply.raw.once('close', release);
+    request.reservation = release;
   }
 
   /** preParsing (UI): the page sends forms; refusing other bodies here means they are never read. */
@@ -192,6 +194,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
         signal: clientGone.signal,
         deadlineMs: config.requestDeadlineMs,
         testHook: testHookOf(request),
+        reservation: request.reservation ?? undefined,
       });
       request.inference = { style: options.style, queueMs: result.queueMs, timings: result.timings, faces: result.faces };
       const output = Buffer.from(result.output);

@@ -58,12 +58,13 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
   const { size } = model.manifest;
   const head = model.manifest.head === undefined ? undefined : sessions.get(model.manifest.head);
   const detector = model.manifest.detector === undefined ? undefined : sessions.get(model.manifest.detector);
-  const faceAware = head !== undefined && detector !== undefined;
+  const faceAware = head !== undefined && detector !== undefined && config.maxFaces > 0;
   if (task.requireFace && !faceAware) {
     return { ok: false, code: 'BAD_OPTION', message: `The style "${task.style}" does not look for faces, so require_face cannot apply` };
   }
   const t0 = performance.now();
   let image: DecodedImage | undefined;
+  let rgb: Uint8Array | undefined;
   try {
     const probed = await probe(input, config.maxInputPixels);
     // The result's size: the oriented original (or the model's size), capped by the request and the service.
@@ -82,7 +83,7 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
     }
     const t2 = performance.now();
 
-    let rgb = await runImageModel(model, image.rgb, image.width, image.height);
+    rgb = await runImageModel(model, image.rgb, image.width, image.height);
     const t3 = performance.now();
     if (faces.length > 0) {
       const stylised = await stylizeFaces({
@@ -102,7 +103,6 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
     const t4 = performance.now();
 
     const encoded = await encode({ ...image, rgb }, out.width, out.height, task.format, task.quality);
-    rgb.fill(0);
     const t5 = performance.now();
 
     // `encoded` may be a view into a larger allocation: copy into a buffer of its own, which is then moved.
@@ -116,9 +116,10 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
     if (err instanceof ImageInputError) return { ok: false, code: err.code, message: err.message };
     throw err;
   } finally {
-    // Decoded pixels of the upload: wiped whatever happened.
+    // Decoded pixels of the upload and of its cartoon: wiped whatever happened.
     image?.rgb.fill(0);
     image?.alpha?.fill(0);
+    rgb?.fill(0);
   }
 }
 

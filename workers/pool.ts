@@ -64,6 +64,8 @@ export interface RunControl {
   deadlineMs?: number | undefined;
   /** Fault injection; ignored unless the pool was started with testHooks. */
   testHook?: TestHook | undefined;
+  /** The release function `reserve` returned for this request, if it held a place while uploading. */
+  reservation?: (() => void) | undefined;
 }
 
 export interface RunResult extends CartoonizeSuccess {
@@ -76,6 +78,7 @@ export interface PoolStats {
   readyWorkers: number;
   busy: number;
   queued: number;
+  reserved: number;
   maxQueue: number;
   completed: number;
   failed: number;
@@ -92,7 +95,10 @@ interface Waiting {
   control: RunControl;
   /** Aborts the Piscina task: used only by the deadline, since it terminates the worker. */
   killer: AbortController;
-  cleanup: () => void;
+  /** Stops listening to the client's signal (once the entry is settled). */
+  detachClient: () => void;
+  /** Stops the deadline: only once the task has left the queue unrun, or its worker is done with it. */
+  clearDeadline: () => void;
   settled: boolean;
 }
 
@@ -110,6 +116,8 @@ export class InferencePool extends EventEmitter {
   private readonly waiting: Waiting[] = [];
   private readonly readyThreads = new Set<number>();
   private busy = 0;
+  /** Places held by requests whose upload is still being read. */
+  private reserved = 0;
   private closing = false;
   private avgRunMs = 0;
   private counters = { completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0 };
@@ -167,7 +175,7 @@ export class InferencePool extends EventEmitter {
     });
     const styles = manifests
       .filter((m) => m.role === 'whole')
-      .map((m: ModelManifest) => ({ id: m.id, title: m.title, faceAware: m.head !== undefined }));
+      .map((m: ModelManifest) => ({ id: m.id, title: m.title, faceAware: m.head !== undefined && (config.maxFaces ?? 8) > 0 }));
     const pool = new InferencePool(piscina, styles, settings, maxQueue);
     await pool.waitUntilWarm();
     return pool;
@@ -187,7 +195,11 @@ export class InferencePool extends EventEmitter {
         if (this.readyThreads.size >= this.workers) {
           this.piscina.off('message', onMessage);
           this.piscina.off('error', fail);
-          this.piscina.on('error', (err: Error) => this.emit('error', err));
+          // Piscina reports worker errors that no task was waiting on here; an 'error' event nobody listens to
+          // would end the process, so it is passed on only to a listener (the server logs it).
+          this.piscina.on('error', (err: Error) => {
+            if (this.listenerCount('error') > 0) this.emit('error', err);
+          });
           resolve();
         }
       };
@@ -196,6 +208,11 @@ export class InferencePool extends EventEmitter {
         if (isWorkerNotice(message) && message.type === 'ready') {
           this.readyThreads.add(message.threadId);
           this.emit('worker-ready', message.threadId);
+        }
+        // A replacement worker that cannot load its models (a file changed or vanished since start-up): Piscina
+        // stops replacing it, so the pool runs short and /readyz stays 503. Said loudly, for the operator.
+        if (isWorkerNotice(message) && message.type === 'init-failed' && this.readyThreads.size > 0) {
+          this.emit('worker-init-failed', message.message);
         }
       });
       this.piscina.on('workerDestroy', (worker: { id: number }) => {
@@ -229,6 +246,7 @@ export class InferencePool extends EventEmitter {
       readyWorkers: this.readyThreads.size,
       busy: this.busy,
       queued: this.waiting.length,
+      reserved: this.reserved,
       maxQueue: this.maxQueue,
       ...this.counters,
     };
@@ -242,9 +260,36 @@ export class InferencePool extends EventEmitter {
     return Math.min(MAX_RETRY_AFTER_S, Math.max(DEFAULT_RETRY_AFTER_S, seconds));
   }
 
-  /** True when a task submitted now would be refused: lets the HTTP layer reject before reading an upload. */
+  /**
+   * True when a task submitted now would be refused. Counts the places held by requests still uploading (see
+   * `reserve`), so that the memory held by uploads in flight is bounded too, not only the queue.
+   */
   get saturated(): boolean {
-    return this.busy >= this.workers && this.waiting.length >= this.maxQueue;
+    return this.busy + this.waiting.length + this.reserved >= this.workers + this.maxQueue;
+  }
+
+  /**
+   * Holds a place for a request before its body is read: the HTTP layer calls this first, then reads the upload, then
+   * hands the returned release function to `run` (which frees the place as it takes the task) or calls it itself
+   * when the request ends otherwise. Throws BusyError, with Retry-After, when no place is free. Idempotent release.
+   */
+  reserve(): () => void {
+    if (!this.accepting) throw new NotReadyError();
+    if (this.saturated) throw this.busyError();
+    this.reserved++;
+    let held = true;
+    return () => {
+      if (held) {
+        held = false;
+        this.reserved--;
+      }
+    };
+  }
+
+  private busyError(): Error {
+    this.counters.rejectedBusy++;
+    const retryAfter = this.retryAfterSeconds();
+    return Object.assign(new BusyError(retryAfter), { retryAfter });
   }
 
   hasStyle(id: string): boolean {
@@ -256,6 +301,7 @@ export class InferencePool extends EventEmitter {
    * is detached) or, where it cannot be moved, copied and then zero-filled. Throws the coded errors of errors.ts.
    */
   run(input: Uint8Array, options: CartoonizeOptions, control: RunControl = {}): Promise<RunResult> {
+    control.reservation?.(); // the place held while the upload was read becomes this task's
     if (!this.accepting) {
       input.fill(0);
       return Promise.reject(new NotReadyError());
@@ -266,9 +312,7 @@ export class InferencePool extends EventEmitter {
     }
     if (this.saturated) {
       input.fill(0);
-      this.counters.rejectedBusy++;
-      const err = new BusyError(this.retryAfterSeconds());
-      return Promise.reject(Object.assign(err, { retryAfter: this.retryAfterSeconds() }));
+      return Promise.reject(this.busyError());
     }
     if (control.signal?.aborted) {
       input.fill(0);
@@ -283,7 +327,8 @@ export class InferencePool extends EventEmitter {
         enqueuedAt: performance.now(),
         control,
         killer: new AbortController(),
-        cleanup: () => {},
+        detachClient: () => {},
+        clearDeadline: () => {},
         settled: false,
       };
       this.armControls(entry);
@@ -292,45 +337,45 @@ export class InferencePool extends EventEmitter {
     });
   }
 
-  /** Wires the client signal and the deadline to one entry; both are removed once it settles. */
+  /**
+   * Wires the client signal and the deadline to one entry. The client's signal is dropped once the entry settles;
+   * the deadline stays armed until the worker is done with the task, so that a client who hangs up on a stuck run
+   * cannot take the bound on that worker away with it.
+   */
   private armControls(entry: Waiting): void {
     const { signal, deadlineMs } = entry.control;
     const { killer } = entry;
-    const onClientAbort = () => {
+    const leaveQueue = (): boolean => {
       const index = this.waiting.indexOf(entry);
-      if (index !== -1) {
-        // Still waiting: drop it, and wipe the bytes it would have carried.
-        this.waiting.splice(index, 1);
-        new Uint8Array(entry.task.input).fill(0);
-        this.counters.abortedQueued++;
-      }
-      // Running: nobody will read the result, but the worker is left to finish (see file comment).
+      if (index === -1) return false;
+      this.waiting.splice(index, 1);
+      new Uint8Array(entry.task.input).fill(0); // wipe the bytes it would have carried
+      entry.clearDeadline();
+      return true;
+    };
+    const onClientAbort = () => {
+      // Waiting: dropped. Running: nobody will read the result, but the worker is left to finish (see file comment).
+      if (leaveQueue()) this.counters.abortedQueued++;
       this.settle(entry, new AbortedError());
     };
     const timer =
       deadlineMs !== undefined && deadlineMs > 0
         ? setTimeout(() => {
-            const index = this.waiting.indexOf(entry);
-            if (index !== -1) {
-              this.waiting.splice(index, 1);
-              new Uint8Array(entry.task.input).fill(0);
-            } else {
-              killer.abort();
-            }
+            if (!leaveQueue()) killer.abort(); // running: end it, even if its client has already gone
             this.settle(entry, new DeadlineError(deadlineMs));
           }, deadlineMs)
         : undefined;
     signal?.addEventListener('abort', onClientAbort, { once: true });
-    entry.cleanup = () => {
+    entry.detachClient = () => signal?.removeEventListener('abort', onClientAbort);
+    entry.clearDeadline = () => {
       if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener('abort', onClientAbort);
     };
   }
 
   private settle(entry: Waiting, outcome: Error | RunResult): void {
     if (entry.settled) return;
     entry.settled = true;
-    entry.cleanup();
+    entry.detachClient();
     if (outcome instanceof Error) entry.reject(outcome);
     else entry.resolve(outcome);
   }
@@ -341,6 +386,7 @@ export class InferencePool extends EventEmitter {
       const entry = this.waiting.shift()!;
       this.busy++;
       void this.dispatch(entry).finally(() => {
+        entry.clearDeadline();
         this.busy--;
         this.pump();
         if (this.busy === 0 && this.waiting.length === 0) this.emit('idle');
@@ -385,10 +431,7 @@ export class InferencePool extends EventEmitter {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const entry of this.waiting.splice(0)) {
-      new Uint8Array(entry.task.input).fill(0);
-      this.settle(entry, new NotReadyError());
-    }
+    this.failWaiting();
     if (this.busy > 0) await new Promise((resolve) => this.once('idle', resolve));
     await this.piscina.close();
   }
@@ -396,8 +439,17 @@ export class InferencePool extends EventEmitter {
   /** Ends the workers at once, failing whatever runs. For shutdown deadlines and tests. */
   async destroy(): Promise<void> {
     this.closing = true;
-    for (const entry of this.waiting.splice(0)) this.settle(entry, new NotReadyError());
+    this.failWaiting();
     await this.piscina.destroy();
+  }
+
+  /** Fails every task still waiting (shutdown), wiping the bytes each carried. */
+  private failWaiting(): void {
+    for (const entry of this.waiting.splice(0)) {
+      new Uint8Array(entry.task.input).fill(0);
+      entry.clearDeadline();
+      this.settle(entry, new NotReadyError());
+    }
   }
 }
 

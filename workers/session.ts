@@ -3,7 +3,9 @@
  * settings, warms it, and runs it.
  */
 import * as ort from './ort.js';
+import { readFile } from 'node:fs/promises';
 import type { ModelManifest } from '../models/manifest.js';
+import { sha256 } from '../models/registry.js';
 import { checkYunetOutputs } from './faces/yunet.js';
 import { padTo } from './tensor.js';
 
@@ -28,7 +30,12 @@ export interface ModelSession {
 }
 
 export async function openSession(manifest: ModelManifest, threads: ThreadSettings): Promise<ModelSession> {
-  const session = await ort.InferenceSession.create(manifest.file, {
+  // The bytes the registry checked at start-up, or nothing: a file changed since then is refused, not loaded.
+  const bytes = await readFile(manifest.file);
+  if (manifest.sha256 !== undefined && sha256(bytes) !== manifest.sha256) {
+    throw new Error(`${manifest.file} (${manifest.source}) changed since start-up; restart the service to check and load it`);
+  }
+  const session = await ort.InferenceSession.create(bytes, {
     // Parallelism comes from the pool's workers; each session gets a small, fixed share of the cores.
     intraOpNumThreads: threads.intraOpThreads,
     interOpNumThreads: threads.interOpThreads,

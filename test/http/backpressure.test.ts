@@ -7,6 +7,7 @@
  * A worker is kept busy with the pool's 'hang' fault injection (PRIVATOON_TEST_HOOKS).
  */
 import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import t from 'tap';
 import { build, encodeForm, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
 
@@ -76,7 +77,9 @@ t.test('a full queue answers 503 + Retry-After at once, and health checks stay q
   t.ok(retryAfter >= 1, `Retry-After: ${retryAfter}`);
   t.equal(refused.json()['retryAfter'], retryAfter);
   t.ok(refusedMs < 1000, `refused in ${refusedMs} ms`);
-  t.equal(pool.stats().rejectedBusy, rejectedBefore, 'refused by the HTTP layer, before the pool saw it');
+  t.equal(refused.headers.get('connection'), 'close', 'the unread upload is not drained: the connection closes');
+  t.equal(pool.stats().rejectedBusy, rejectedBefore + 1, 'refused when it asked the pool for a place, before its body was read');
+  t.equal(pool.stats().reserved, 0, 'no place is left held by the refused request');
 
   const raw = await post(api, images.jpeg, { ...key, 'content-type': 'image/jpeg' });
   t.equal(raw.status, 503, 'raw bodies too');
@@ -107,4 +110,34 @@ t.test('worker faults are 500s and the server carries on', async (t) => {
     await waitUntilReady(pool);
     t.equal((await post(api, form(images.jpeg), key)).status, 200, `after ${fault}: served again`);
   }
+});
+
+t.test('uploads in flight hold places: concurrent uploads beyond workers + queue are refused before they are read', async (t) => {
+  await waitUntilReady(pool);
+  await until(() => pool.stats().busy === 0 && pool.stats().queued === 0 && pool.stats().reserved === 0, 'an idle pool');
+  const capacity = pool.stats().workers + pool.stats().maxQueue;
+  // Open uploads that send headers and part of the body, then stall: each holds a place while it is read.
+  const url = new URL(api);
+  const sockets = await Promise.all(
+    Array.from({ length: capacity }, () =>
+      new Promise<Socket>((resolve) => {
+        const socket = connect(Number(url.port), url.hostname, () => {
+          socket.write(
+            `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nX-API-Key: ${key['x-api-key']}\r\n` +
+              `Content-Type: image/jpeg\r\nContent-Length: ${images.jpeg.length}\r\n\r\n`,
+          );
+          socket.write(images.jpeg.subarray(0, 100));
+          resolve(socket);
+        });
+      }),
+    ),
+  );
+  await until(() => pool.stats().reserved === capacity, 'every stalled upload to hold a place');
+  t.equal(pool.saturated, true, 'the stalled uploads alone fill the pool');
+  const refused = await post(api, images.jpeg, { ...key, 'content-type': 'image/jpeg' });
+  t.equal(refused.status, 503, 'one more upload is refused at once');
+  for (const socket of sockets) socket.destroy();
+  await until(() => pool.stats().reserved === 0, 'the places to be given back when the clients hang up');
+  const served = await post(api, images.jpeg, { ...key, 'content-type': 'image/jpeg' });
+  t.equal(served.status, 200, 'and the next upload is served');
 });

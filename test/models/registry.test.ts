@@ -86,11 +86,18 @@ t.test('the registry checks files, ids, references and the ONNX inputs and outpu
   const dup = modelsDir(t, [{ manifest: imageManifest('good', { layout: 'NCHW' }), bytes: invert }]);
   await t.rejects(loadManifests([good, dup]), { message: /field "id" "good" is already used by/ });
 
-  const dangling = modelsDir(t, [{ manifest: { ...imageManifest('styled', { layout: 'NCHW' }), head: 'nohead' }, bytes: invert }]);
+  const dangling = modelsDir(t, [{ manifest: { ...imageManifest('styled', { layout: 'NCHW' }), head: 'nohead', detector: 'nodetector' }, bytes: invert }]);
   await t.rejects(loadManifests([dangling]), { message: /styled\.json: field "head" names "nohead", which no manifest defines/ });
 
   const dir = t.testdir({});
   writeFileSync(join(dir, 'notes.txt'), 'not a manifest');
   t.same(await loadManifests([dir]), [], 'only *.json files are manifests');
   await t.rejects(loadManifests([join(dir, 'absent')]), { message: /absent: field "\(folder\)" cannot be read: ENOENT/ });
+});
+
+t.test('face-path manifests: head and detector together, a detector size it can use', async (t) => {
+  t.throws(() => parse({ ...valid, head: 'h' }), { message: /field "detector" must be given together with the other/ });
+  t.throws(() => parse({ ...valid, detector: 'd' }), { message: /field "head" must be given together with the other/ });
+  const detector = { ...valid, role: 'detector', family: 'yunet', size: { maxLongSide: 16, multiple: 32 } };
+  t.throws(() => parse(detector), { message: /field "size\.maxLongSide" must be at least 32 for a detector/ });
 });

@@ -182,3 +182,22 @@ t.test('two workers run inference concurrently without crashing', async (t) => {
   t.ok(results.every((r) => r.width === 256));
   t.equal(pool.stats().completed, 12);
 });
+
+t.test('a client that hangs up on a running task does not take its deadline away', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, testHooks: true });
+  t.teardown(() => pool.destroy());
+  const { png } = await gradient();
+  const client = new AbortController();
+  const stuck = pool.run(Buffer.from(png), opts('inv'), { testHook: 'hang', deadlineMs: 800, signal: client.signal });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  client.abort();
+  await t.rejects(stuck, { code: 'PTOON_ABORTED' }, 'the caller is answered at once');
+  t.equal(pool.stats().busy, 1, 'the worker is still running the task');
+  // The deadline (800 ms) still ends the run: the worker is replaced and serves the next task well before the
+  // hang (60 s) would have ended on its own.
+  const started = Date.now();
+  const next = await pool.run(Buffer.from(png), opts('inv'), { deadlineMs: 10_000 });
+  t.equal(next.width, 48);
+  t.ok(Date.now() - started < 5000, `served after ${Date.now() - started} ms`);
+});

@@ -169,10 +169,17 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
   return { rgb, faces: placed.length, placed, timings: { detect: t1 - t0, head: t2 - t1 } };
 
   async function placeFace(face: Face): Promise<void> {
-    const toCrop = faceToCrop(face, cropSize, faceRatio);
+    let toCrop: Affine;
+    let fromCrop: Affine;
+    try {
+      toCrop = faceToCrop(face, cropSize, faceRatio);
+      fromCrop = invertAffine(toCrop);
+    } catch {
+      return; // degenerate landmarks (all on one point): no alignment exists; the whole-image result stays
+    }
     const region = maskRegion(toCrop, cropSize, width, height);
     if (region.width === 0 || region.height === 0) return;
-    const crop = warpAffine({ data: original, width, height, channels: 3 }, invertAffine(toCrop), cropSize, cropSize, 'edge').data;
+    const crop = warpAffine({ data: original, width, height, channels: 3 }, fromCrop, cropSize, cropSize, 'edge').data;
     let head: Uint8Array | undefined;
     try {
       head = await args.runHead(crop, cropSize);
