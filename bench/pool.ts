@@ -12,15 +12,13 @@
  * and White-box model, a second table with the cost of the face path (bench/faces.ts).
  */
 import { availableParallelism, cpus } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as ort from '../workers/ort.js';
 import sharp from 'sharp';
-import { BENCH_MODELS_DIR, loadManifests } from '../models/registry.js';
-import { decode, encode, probe } from '../workers/image.js';
-import { fromTensor, toTensor } from '../workers/tensor.js';
+import { BENCH_MODELS_DIR } from '../models/registry.js';
 import { InferencePool } from '../workers/pool.js';
 import { facePathCost } from './faces.js';
+import { findManifest, plainLoop } from './lib/plain.js';
+import { percentile } from './lib/stats.js';
 import { benchPhoto } from './photos.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -29,7 +27,6 @@ const CORES = availableParallelism();
 const SPLITS = (process.env.BENCH_SPLITS ?? `1x${CORES},${CORES}x1`)
   .split(',')
   .map((s) => s.split('x').map(Number) as [number, number]);
-const MODEL = join(BENCH_MODELS_DIR, 'dctnet-bench.onnx');
 
 interface Row {
   size: number;
@@ -40,48 +37,12 @@ interface Row {
   p99: number;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-/**
- * The plain loop, in this process: `ort` only runs session.run on a prepared tensor (the model's own ceiling);
- * `pipeline` also does what a worker does around it (decode, tensor, run, pixels, encode), to show the pool's
- * own overhead apart from the pipeline's.
- */
-async function plainLoop(size: number, threads: number, kind: 'ort' | 'pipeline', photo: Buffer): Promise<Row> {
-  const session = await ort.InferenceSession.create(MODEL, {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  });
-  const [manifest] = await loadManifests([BENCH_MODELS_DIR]);
-  const spec = manifest!.input;
-  const prepared = new ort.Tensor('float32', new Float32Array(size * size * 3).fill(128), [1, size, size, 3]);
-  const once = async () => {
-    if (kind === 'ort') return session.run({ input_image: prepared });
-    const probed = await probe(photo, 1 << 26);
-    const image = await decode(photo, probed, probed.width, probed.height, 1 << 26);
-    const t = toTensor(image.rgb, image.width, image.height, spec, 16, 255);
-    const out = (await session.run({ input_image: new ort.Tensor('float32', t.data, t.dims) }))['output_image'] as ort.Tensor;
-    const rgb = fromTensor(out.data as Float32Array, out.dims, spec, image.width, image.height);
-    return encode({ ...image, rgb }, image.width, image.height, 'jpeg', 85);
-  };
-  for (let i = 0; i < 2; i++) await once();
-  const latencies: number[] = [];
-  const start = performance.now();
-  while (performance.now() - start < SECONDS * 1000) {
-    const t0 = performance.now();
-    await once();
-    latencies.push(performance.now() - t0);
-  }
-  const elapsed = (performance.now() - start) / 1000;
-  await session.release();
-  latencies.sort((a, b) => a - b);
+/** The plain loop (bench/lib/plain.ts: `ort` is session.run alone, `pipeline` the worker's whole job), in this process. */
+async function plainRow(size: number, threads: number, kind: 'ort' | 'pipeline', photo: Buffer): Promise<Row> {
+  const manifest = await findManifest([BENCH_MODELS_DIR], 'dctnet-bench');
+  const result = await plainLoop(manifest, [{ name: 'photo', jpeg: photo, width: size, height: size }], { kind, threads, seconds: SECONDS });
   const mode = kind === 'ort' ? 'plain loop: session.run only' : 'plain loop: whole pipeline, in-process';
-  return { size, mode, split: `1x${threads}`, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return { size, mode, split: `1x${threads}`, perSecond: result.perSecond, p50: result.latency.p50, p99: result.latency.p99 };
 }
 
 async function poolRun(size: number, workers: number, threads: number, photo: Buffer): Promise<Row> {
@@ -111,10 +72,10 @@ async function main(): Promise<void> {
   for (const size of SIZES) {
     const photo = await sharp(await benchPhoto()).resize(size, size, { fit: 'cover' }).jpeg({ quality: 90 }).toBuffer();
     const plain: Row[] = [];
-    for (const threads of [...new Set([1, CORES])]) plain.push(await plainLoop(size, threads, 'ort', photo));
+    for (const threads of [...new Set([1, CORES])]) plain.push(await plainRow(size, threads, 'ort', photo));
     const best = plain.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
     for (const row of plain) rows.push({ ...row, ratio: row === best ? '1.00 (best plain)' : (row.perSecond / best.perSecond).toFixed(2) });
-    const inProcess = await plainLoop(size, best.split === '1x1' ? 1 : CORES, 'pipeline', photo);
+    const inProcess = await plainRow(size, best.split === '1x1' ? 1 : CORES, 'pipeline', photo);
     rows.push({ ...inProcess, ratio: (inProcess.perSecond / best.perSecond).toFixed(2) });
     for (const [workers, threads] of SPLITS) {
       const row = await poolRun(size, workers, threads, photo);

@@ -30,8 +30,6 @@ export interface PlainResult {
 }
 
 const MAX_PIXELS = 4096 * 4096;
-// As the service does (server.ts): onnxruntime's own telemetry stays off, so the bench writes nothing of its own.
-process.env['ORT_DISABLE_TELEMETRY'] ??= '1';
 
 export async function findManifest(dirs: readonly string[], style: string): Promise<ModelManifest> {
   const manifest = (await loadManifests(dirs)).find((m) => m.id === style);
