@@ -95,6 +95,24 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
     help: 'Worker threads that died during a task (the pool replaces them)',
     registers: [registry],
   });
+  // Deadlines that found their task running (answered 504; the task cancelled, its run left to finish in native
+  // code), and of those the threads terminated because the task was stuck in JavaScript (workers/pool.ts).
+  for (const [name, help, read] of [
+    ['privatoon_deadline_overruns_total', 'Requests answered 504 while their task was running; the task stops at its next native call', () => pool.stats().deadlineOverruns],
+    ['privatoon_deadline_kills_total', 'Tasks past their deadline found stuck in JavaScript: their worker was terminated and replaced', () => pool.stats().deadlineKills],
+  ] as const) {
+    let seen = 0;
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const now = read();
+        if (now > seen) this.inc(now - seen);
+        seen = now;
+      },
+    });
+  }
   new Gauge({
     name: 'privatoon_queue_depth',
     help: 'Inference tasks waiting for a worker',

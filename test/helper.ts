@@ -80,7 +80,7 @@ export async function startPool(t: Test, opts: PoolOptions = {}): Promise<Infere
 
 /** A stand-in pool for tests of the HTTP layer alone: one style, settable state, `run` as given. */
 export function fakePool(overrides: Partial<Record<keyof Pool, unknown>> = {}): Pool & { accepting: boolean; ready: boolean; saturated: boolean } {
-  const stats = { workers: 1, readyWorkers: 1, busy: 0, queued: 0, reserved: 0, maxQueue: 4, completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0 };
+  const stats = { workers: 1, readyWorkers: 1, busy: 0, queued: 0, reserved: 0, maxQueue: 4, completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0, deadlineOverruns: 0, deadlineKills: 0 };
   return Object.assign(new EventEmitter(), {
     styles: [{ id: 'toon', title: 'Toon', faceAware: false }],
     accepting: true,

@@ -11,6 +11,7 @@ import type { CartoonizeReply, CartoonizeTask, StageTimings, WorkerConfig } from
 import { selectFaces, stylizeFaces } from './faces/pipeline.js';
 import { yunetDetector, type Face } from './faces/yunet.js';
 import { decode, encode, ImageInputError, MIME, probe, type DecodedImage } from './image.js';
+import { beginTask, endTask } from './native-guard.js';
 import type { WorkerNotice } from './notice.js';
 import { openSession, warmUp, type ModelSession, type OutputTensor } from './session.js';
 import { fitLongSide, fromTensor, modelSize, toTensor } from './tensor.js';
@@ -38,12 +39,14 @@ async function init(): Promise<(task: CartoonizeTask) => Promise<unknown>> {
   return async function cartoonize(task: CartoonizeTask): Promise<unknown> {
     const input = new Uint8Array(task.input);
     try {
+      beginTask(task.guard);
       if (config.testHooks && task.testHook !== undefined) await runTestHook(task.testHook);
       const reply = await pipeline(sessions, input, task);
       if (!reply.ok) return reply;
       // Hand the result's memory back to the main thread instead of copying it.
       return Piscina.move({ [Piscina.transferableSymbol]: [reply.output], [Piscina.valueSymbol]: reply } as never);
     } finally {
+      endTask();
       // The upload is not needed any more: leave no copy of it in this thread's memory.
       input.fill(0);
     }

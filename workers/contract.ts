@@ -22,9 +22,17 @@ export interface CartoonizeOptions {
 /** Fault injection for tests of the pool's recovery; honoured only when the pool was started with testHooks. */
 export type TestHook = 'throw' | 'exit' | 'hang';
 
+/**
+ * Flags of a task's guard: one Int32 in a SharedArrayBuffer that the pool and the worker change only atomically, so
+ * that a deadline never terminates a thread inside native code (the protocol: workers/native-guard.ts).
+ */
+export const GUARD = { STARTED: 1, NATIVE: 2, CANCELLED: 4, KILLED: 8, DONE: 16 } as const;
+
 export interface CartoonizeTask extends CartoonizeOptions {
   /** The encoded upload. Transferred, never cloned: the sender's copy is detached after `run`. */
   input: ArrayBuffer;
+  /** Shared, not transferred: the task's guard (GUARD flags, Int32 at index 0). */
+  guard: SharedArrayBuffer;
   testHook?: TestHook | undefined;
 }
 

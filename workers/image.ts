@@ -4,6 +4,7 @@
  */
 import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
 import type { OutputFormat } from './contract.js';
+import { native, TaskCancelledError } from './native-guard.js';
 import { sniffFormat } from './sniff.js';
 
 // libvips settings are process-wide. The pool already runs one image per worker thread: more libvips threads per
@@ -56,8 +57,9 @@ export async function probe(input: Uint8Array, maxInputPixels: number): Promise<
   let meta: Metadata;
   try {
     // limitInputPixels: 0 here, so that we can tell "too large" from "corrupt" ourselves.
-    meta = await sharp(input, { ...inputOptions(maxInputPixels), limitInputPixels: false }).metadata();
-  } catch {
+    meta = await native(() => sharp(input, { ...inputOptions(maxInputPixels), limitInputPixels: false }).metadata());
+  } catch (err) {
+    if (err instanceof TaskCancelledError) throw err;
     throw new ImageInputError('BAD_IMAGE', `The ${sniffed.format.toUpperCase()} image could not be read: it is damaged or truncated`);
   }
   if (meta.format !== sniffed.format) {
@@ -85,11 +87,14 @@ export async function decode(input: Uint8Array, probed: Probe, width: number, he
   let data: Buffer;
   let info: OutputInfo;
   try {
-    ({ data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
-  } catch {
+    const decoding = pipeline.raw({ depth: 'uchar' });
+    ({ data, info } = await native(() => decoding.toBuffer({ resolveWithObject: true })));
+  } catch (err) {
+    if (err instanceof TaskCancelledError) throw err;
     throw new ImageInputError('BAD_IMAGE', 'The image could not be decoded: it is damaged or truncated');
   }
   if (info.width !== width || info.height !== height || info.channels !== (probed.hasAlpha ? 4 : 3)) {
+    data.fill(0); // decoded pixels of the upload: wiped on this path too
     throw new ImageInputError('BAD_IMAGE', 'The image decoded to an unexpected shape');
   }
   if (!probed.hasAlpha) return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), alpha: undefined, width, height };
@@ -147,7 +152,8 @@ export async function encode(
       break;
   }
   try {
-    return await pipeline.toBuffer();
+    const encoding = pipeline;
+    return await native(() => encoding.toBuffer());
   } finally {
     if (pixels !== image.rgb) pixels.fill(0);
   }

@@ -3,8 +3,16 @@
  *
  * Why an admission queue of our own in front of Piscina's: we must know, per task, whether it is still waiting or
  * already running. A waiting task whose client went away is simply dropped; a running one is left to finish
- * (aborting it in Piscina terminates the worker and reloads every model). Only a deadline kills a running task.
- * Tasks are handed to Piscina only when a worker is free, so Piscina's own queue stays empty.
+ * (aborting it in Piscina terminates the worker and reloads every model). Tasks are handed to Piscina only when a
+ * worker is free, so Piscina's own queue stays empty.
+ *
+ * Deadlines. The caller gets 504 at the deadline, always; the running task is then cancelled through its guard
+ * (native-guard.ts) and stops at its next native call (`deadlineOverruns`). Its thread is never terminated inside
+ * native code (an onnxruntime run, a libvips decode): that aborts the whole process. So an onnxruntime run under way
+ * is left to finish and its result is wiped; the worker stays counted busy meanwhile, so capacity and Retry-After
+ * stay honest. Native runs are bounded by the pixel limits and sharp's timeout, so an overrun ends on its own. Only
+ * a task found still running later in JavaScript (a bug, a test's hang) has its thread terminated and replaced
+ * (`deadlineKills`).
  */
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
@@ -12,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { loadManifests, verifyModels } from '../models/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
-import type { CartoonizeOptions, CartoonizeReply, CartoonizeSuccess, CartoonizeTask, TestHook, WorkerConfig } from './contract.js';
+import { GUARD, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from './contract.js';
 import {
   AbortedError,
   BadImageError,
@@ -85,6 +93,10 @@ export interface PoolStats {
   workerCrashes: number;
   rejectedBusy: number;
   abortedQueued: number;
+  /** Deadlines that found their task running: answered 504, the task cancelled at its next native call. */
+  deadlineOverruns: number;
+  /** Of those, tasks still running later in JavaScript (a hang): their worker was terminated and replaced. */
+  deadlineKills: number;
 }
 
 interface Waiting {
@@ -93,14 +105,21 @@ interface Waiting {
   reject: (err: Error) => void;
   enqueuedAt: number;
   control: RunControl;
-  /** Aborts the Piscina task: used only by the deadline, since it terminates the worker. */
+  /** Aborts the Piscina task: used only by the deadline, and only when the guard says it is safe. */
   killer: AbortController;
+  /** The task's guard, as the pool sees it (see native-guard.ts). */
+  guard: Int32Array;
+  /** The deadline stopped (cancelled, maybe killed) the running task: whatever the worker answers is dropped. */
+  stopped: boolean;
   /** Stops listening to the client's signal (once the entry is settled). */
   detachClient: () => void;
   /** Stops the deadline: only once the task has left the queue unrun, or its worker is done with it. */
   clearDeadline: () => void;
   settled: boolean;
 }
+
+/** How often a task past its deadline is checked for being stuck in JavaScript, where its thread may be ended. */
+const KILL_CHECK_MS = 500;
 
 /** Seconds a busy client is told to wait when we have no timing yet. */
 const DEFAULT_RETRY_AFTER_S = 1;
@@ -120,7 +139,7 @@ export class InferencePool extends EventEmitter {
   private reserved = 0;
   private closing = false;
   private avgRunMs = 0;
-  private counters = { completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0 };
+  private counters = { completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0, deadlineOverruns: 0, deadlineKills: 0 };
 
   private constructor(piscina: Piscina, styles: StyleInfo[], settings: InferencePool['threadSettings'], maxQueue: number) {
     super();
@@ -318,7 +337,8 @@ export class InferencePool extends EventEmitter {
       input.fill(0);
       return Promise.reject(new AbortedError());
     }
-    const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), testHook: control.testHook };
+    const guard = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+    const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), guard, testHook: control.testHook };
     return new Promise<RunResult>((resolve, reject) => {
       const entry: Waiting = {
         task,
@@ -327,6 +347,8 @@ export class InferencePool extends EventEmitter {
         enqueuedAt: performance.now(),
         control,
         killer: new AbortController(),
+        guard: new Int32Array(guard),
+        stopped: false,
         detachClient: () => {},
         clearDeadline: () => {},
         settled: false,
@@ -344,7 +366,6 @@ export class InferencePool extends EventEmitter {
    */
   private armControls(entry: Waiting): void {
     const { signal, deadlineMs } = entry.control;
-    const { killer } = entry;
     const leaveQueue = (): boolean => {
       const index = this.waiting.indexOf(entry);
       if (index === -1) return false;
@@ -361,7 +382,8 @@ export class InferencePool extends EventEmitter {
     const timer =
       deadlineMs !== undefined && deadlineMs > 0
         ? setTimeout(() => {
-            if (!leaveQueue()) killer.abort(); // running: end it, even if its client has already gone
+            // Running: stop it, even if its client has already gone; the caller is answered now either way.
+            if (!leaveQueue()) this.stopRunning(entry);
             this.settle(entry, new DeadlineError(deadlineMs));
           }, deadlineMs)
         : undefined;
@@ -369,6 +391,28 @@ export class InferencePool extends EventEmitter {
     entry.detachClient = () => signal?.removeEventListener('abort', onClientAbort);
     entry.clearDeadline = () => {
       if (timer !== undefined) clearTimeout(timer);
+    };
+  }
+
+  /**
+   * The deadline's half of the guard protocol (the worker's half is native-guard.ts): the task is cancelled at once
+   * and stops at its next native call. One that is still running a while later, and is then in JavaScript (a hang, a
+   * bug), has its thread terminated, which is safe there; in native code it is looked at again later.
+   */
+  private stopRunning(entry: Waiting): void {
+    entry.stopped = true;
+    this.counters.deadlineOverruns++;
+    Atomics.or(entry.guard, 0, GUARD.CANCELLED);
+    const watchdog = setInterval(() => {
+      if (!killable(entry.guard)) return;
+      clearInterval(watchdog);
+      this.counters.deadlineKills++;
+      entry.killer.abort();
+    }, KILL_CHECK_MS);
+    const clearDeadline = entry.clearDeadline;
+    entry.clearDeadline = () => {
+      clearDeadline();
+      clearInterval(watchdog);
     };
   }
 
@@ -402,7 +446,7 @@ export class InferencePool extends EventEmitter {
     try {
       reply = await this.piscina.run(entry.task, { transferList: [entry.task.input], signal: killer.signal });
     } catch (err) {
-      if (killer.signal.aborted) return; // the deadline already answered; its worker is being replaced
+      if (entry.stopped) return; // the deadline already answered: the worker is being replaced, or the task cancelled
       this.counters.failed++;
       const crashed = /worker exited|terminat/i.test((err as Error).message);
       if (crashed) this.counters.workerCrashes++;
@@ -467,6 +511,18 @@ function inputError(code: string, message: string): Error {
       return new BadOptionError(message);
     default:
       return new BadImageError(message);
+  }
+}
+
+/**
+ * Claims the right to terminate a task's thread: only a started task that is neither in native code nor done. The
+ * compare-and-swap races the worker's own (NATIVE), so at most one of the two wins.
+ */
+function killable(guard: Int32Array): boolean {
+  for (;;) {
+    const flags = Atomics.load(guard, 0);
+    if ((flags & GUARD.STARTED) === 0 || (flags & (GUARD.NATIVE | GUARD.DONE | GUARD.KILLED)) !== 0) return false;
+    if (Atomics.compareExchange(guard, 0, flags, flags | GUARD.KILLED) === flags) return true;
   }
 }
 

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { ModelManifest } from '../models/manifest.js';
 import { sha256 } from '../models/registry.js';
 import { checkYunetOutputs } from './faces/yunet.js';
+import { native } from './native-guard.js';
 import { padTo } from './tensor.js';
 
 export interface ThreadSettings {
@@ -54,11 +55,13 @@ export async function openSession(manifest: ModelManifest, threads: ThreadSettin
   return {
     manifest,
     async run(data, dims) {
-      const outputs = await session.run({ [manifest.input.name]: new ort.Tensor('float32', data, dims) }, [outputName]);
+      const feeds = { [manifest.input.name]: new ort.Tensor('float32', data, dims) };
+      const outputs = await native(() => session.run(feeds, [outputName]));
       return float(outputs[outputName], outputName);
     },
     async runAll(data, dims) {
-      const outputs = await session.run({ [manifest.input.name]: new ort.Tensor('float32', data, dims) });
+      const feeds = { [manifest.input.name]: new ort.Tensor('float32', data, dims) };
+      const outputs = await native(() => session.run(feeds));
       return Object.fromEntries(Object.keys(outputs).map((name) => [name, float(outputs[name], name)]));
     },
     release: () => session.release(),

@@ -31,13 +31,22 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5000): 
   }
 }
 
-/** Occupies the only worker until the deadline kills the task (504). */
+/**
+ * Waits for a quiet, ready pool: a task answered 504 at its deadline may still hold its worker for a moment (it is
+ * cancelled, and its thread ended only if it is found in JavaScript: workers/pool.ts), then the worker is replaced.
+ */
+async function quiet(): Promise<void> {
+  await until(() => pool.stats().busy === 0 && pool.stats().queued === 0, 'an idle pool');
+  await waitUntilReady(pool);
+}
+
+/** Occupies the only worker until the deadline answers 504 and the hung task's thread is ended. */
 function hang() {
   return post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'hang' });
 }
 
 t.test('a client that disconnects while queued has its task dropped', async (t) => {
-  await waitUntilReady(pool);
+  await quiet();
   const before = pool.stats();
   const busy = hang();
   await until(() => pool.stats().busy === 1, 'the worker to be busy');
@@ -59,7 +68,7 @@ t.test('a client that disconnects while queued has its task dropped', async (t) 
 });
 
 t.test('a full queue answers 503 + Retry-After at once, and health checks stay quick', async (t) => {
-  await waitUntilReady(pool);
+  await quiet();
   const rejectedBefore = pool.stats().rejectedBusy;
   const busy = hang();
   await until(() => pool.stats().busy === 1, 'the worker to be busy');
@@ -95,13 +104,13 @@ t.test('a full queue answers 503 + Retry-After at once, and health checks stay q
   // The deadline bounds waiting and running together: the queued request, stuck behind the hung one, runs out too.
   const after = await queued;
   t.equal(after.status, 504, 'the queued request is answered (its deadline covers the wait)');
-  await waitUntilReady(pool);
+  await quiet();
   t.equal((await post(api, form(images.jpeg), key)).status, 200, 'and the next one is served');
 });
 
 t.test('worker faults are 500s and the server carries on', async (t) => {
   for (const fault of ['throw', 'exit'] as const) {
-    await waitUntilReady(pool);
+    await quiet();
     const crashesBefore = pool.stats().workerCrashes;
     const res = await post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': fault });
     t.equal(res.status, 500, fault);

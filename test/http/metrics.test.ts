@@ -90,5 +90,9 @@ t.test('queue depth and busy workers are read live; busy and aborted rejections 
   await queued;
   const after = await scrape();
   t.ok(value(after, 'privatoon_rejections_total{reason="deadline"}') >= 1);
+  t.equal(value(after, 'privatoon_deadline_overruns_total'), 1, 'the hung task was running at its deadline');
+  // The hang is in JavaScript: the watchdog ends its thread (safe there) shortly after the 504.
+  while (pool.stats().deadlineKills < 1) await sleep(20);
+  t.equal(value(await scrape(), 'privatoon_deadline_kills_total'), 1, 'and its thread was ended');
   await waitUntilReady(pool);
 });
