@@ -5,7 +5,7 @@
  *
  * Order matters and is spelled out here rather than left to file names:
  *   errors first (every later failure needs the handler) -> drain -> pool (start-up fails here on a bad model)
- *   -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
+ *   -> upload budget -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
  *   metrics (they read what auth, the pool and the store decorate) -> helmet -> rate limit (after auth: it counts
  *   by key id) -> same-origin -> body parsers -> OpenAPI (before routes: it collects them) -> 404 -> routes.
  */
@@ -27,6 +27,7 @@ import poolPlugin, { type Pool } from './plugins/pool.js';
 import rateLimitStorePlugin from './plugins/rate-limit-redis.js';
 import rateLimitPlugin, { CACHE_SIZE } from './plugins/rate-limit.js';
 import sameOriginPlugin from './plugins/same-origin.js';
+import uploadBudgetPlugin from './plugins/upload-budget.js';
 import uploadsPlugin from './plugins/uploads.js';
 import cartoonizeRoutes from './routes/cartoonize.js';
 import docsRoutes from './routes/docs.js';
@@ -81,6 +82,15 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
     minFaceSize: config.minFaceSize,
     testHooks: config.testHooks,
   });
+  // Uploads in flight are bounded here, not by the pool: they take an inference place only once their body is in.
+  await fastify.register(uploadBudgetPlugin, {
+    maxUploads: config.maxUploads,
+    maxBytes: config.uploadMemoryMaxBytes,
+    perClient: config.uploadsPerClient,
+    minBytesPerSecond: config.uploadMinBytesPerS,
+    windowMs: config.uploadRateWindowMs,
+    maxUploadBytes: config.maxUploadBytes,
+  });
   await fastify.register(authPlugin, { keysFile: config.apiKeysFile });
   // Where rate-limit counts live: Redis when REDIS_URL is set (one connect attempt here, never fatal), else in-process.
   await fastify.register(rateLimitStorePlugin, { url: config.redisUrl, timeoutMs: config.redisTimeoutMs, cache: CACHE_SIZE });
@@ -96,13 +106,18 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });
   await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes });
 
-  // Unknown URLs are rate-limited too: scanners probing paths must not get unlimited cheap answers.
-  fastify.setNotFoundHandler(
-    { preHandler: fastify.rateLimit({ max: config.rateLimitCheapMax, timeWindow: config.rateLimitWindowMs }) },
-    async () => {
-      throw new NotFoundError();
-    },
-  );
+  // Unknown URLs and methods are refused at onRequest, before a byte of their body is read (the raw-image parser is
+  // app-wide, so a body sent to /nope would otherwise be buffered whole first). They are rate-limited too, at the
+  // same point: scanners probing paths must not get unlimited cheap answers.
+  const notFoundLimit = fastify.rateLimit({ max: config.rateLimitCheapMax, timeWindow: config.rateLimitWindowMs });
+  fastify.addHook('onRequest', async (request, reply) => {
+    if (!request.is404) return;
+    await notFoundLimit.call(fastify, request, reply);
+    if (!reply.sent) throw new NotFoundError();
+  });
+  fastify.setNotFoundHandler(async () => {
+    throw new NotFoundError();
+  });
 
   await fastify.register(healthRoutes);
   await fastify.register(styleRoutes);

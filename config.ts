@@ -29,6 +29,11 @@ export interface Config {
   ortSpinning: boolean;
   maxQueue: number;
   maxUploadBytes: number;
+  maxUploads: number;
+  uploadMemoryMaxBytes: number;
+  uploadsPerClient: number;
+  uploadMinBytesPerS: number;
+  uploadRateWindowMs: number;
   maxInputPixels: number;
   maxOutputSide: number;
   maxFaces: number;
@@ -89,6 +94,12 @@ export function loadConfig(env: Env = process.env): Config {
     ortSpinning: read.bool('ORT_SPINNING', false), // spin-waiting burns idle cores after each run
     maxQueue: read.int('MAX_QUEUE', workers * 4, 0, 100_000), // a few runs' worth of waiting; beyond it, 503 at once
     maxUploadBytes: read.int('MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1024, 256 * 1024 * 1024), // 10 MiB: a phone photo, with room
+    // Uploads take no inference place while they arrive (plugins/upload-budget.ts); these bound them instead.
+    maxUploads: read.int('MAX_UPLOADS', 64, 1, 100_000), // uploads read at once; anonymous (web page) ones get half
+    uploadMemoryMaxBytes: read.int('UPLOAD_MEMORY_MAX_BYTES', 256 * 1024 * 1024, 1024, 64 * 1024 * 1024 * 1024), // their declared bytes: the memory uploads may hold
+    uploadsPerClient: read.int('UPLOADS_PER_CLIENT', 4, 1, 100_000), // per key id, or per IP without a key: one client cannot take the budget
+    uploadMinBytesPerS: read.int('UPLOAD_MIN_BYTES_PER_S', 8 * 1024, 0, 1024 * 1024 * 1024), // 8 KiB/s: a 2 MB photo on a poor mobile link is well above it; 0 turns the check off
+    uploadRateWindowMs: read.int('UPLOAD_RATE_WINDOW_MS', 5000, 1000, 600_000), // the rate is judged over this window; a stall this long is cut
     maxInputPixels: read.int('MAX_INPUT_PIXELS', 4096 * 4096, 1, 268_402_689), // 16.7 MP: a decoded copy stays under 64 MiB
     maxOutputSide: read.int('MAX_OUTPUT_SIDE', 4096, 16, 16_384), // bounds the encoder's memory and the answer's size
     maxFaces: read.int('FACES_MAX', 8, 0, 64), // face-aware styles: one head pass per face, so the cost per image is bounded

@@ -18,6 +18,8 @@ export const InvalidKeyError = createError('PTOON_BAD_KEY', 'The API key is not 
 export const KeyConflictError = createError('PTOON_KEY_CONFLICT', 'X-API-Key and Authorization: Bearer carry different keys; send one', 400);
 export const AuthDisabledError = createError('PTOON_AUTH_DISABLED', 'No API keys are configured on this server, so the API is closed; ask its operator (API_KEYS_FILE)', 503);
 export const RateLimitedError = createError('PTOON_RATE_LIMITED', 'Rate limit exceeded; retry after %d s', 429);
+export const UploadsPerClientError = createError('PTOON_TOO_MANY_UPLOADS', 'This client already has %d uploads in progress; finish one first', 429);
+export const UploadTooSlowError = createError('PTOON_UPLOAD_TOO_SLOW', 'The upload was cut: it sent fewer than %d bytes per second over %d s', 408);
 export const CrossOriginError = createError('PTOON_CROSS_ORIGIN', 'This endpoint only accepts requests from its own web page', 403);
 export const BadRequestError = createError('PTOON_BAD_REQUEST', '%s', 400);
 export const NotFoundError = createError('PTOON_NOT_FOUND', 'No such endpoint; see /openapi.json', 404);
@@ -148,9 +150,6 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: Cod
     body.retryAfter = retryAfter;
   }
   if (err.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="privatoon"');
-  // Refused before its body was read (auth, rate limit, a full pool): close the connection after the answer, or
-  // Node would read and discard the whole upload to keep the connection alive.
-  if (!request.raw.complete) reply.header('connection', 'close');
   return reply.code(err.statusCode).type('application/json; charset=utf-8').send(body);
 }
 

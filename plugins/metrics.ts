@@ -37,6 +37,8 @@ const REJECTION_REASONS: Readonly<Record<string, string>> = {
   PTOON_BUSY: 'busy',
   PTOON_NOT_READY: 'not_ready',
   PTOON_RATE_LIMITED: 'rate_limited',
+  PTOON_TOO_MANY_UPLOADS: 'rate_limited',
+  PTOON_UPLOAD_TOO_SLOW: 'upload_too_slow',
   PTOON_TOO_LARGE: 'too_large',
   PTOON_TOO_MANY_PIXELS: 'too_large',
   PTOON_UNSUPPORTED_MEDIA: 'unsupported',
@@ -123,10 +125,29 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
   });
   new Gauge({
     name: 'privatoon_uploads_in_flight',
-    help: 'Requests admitted and still uploading: they hold a place in the pool (with busy and queued, bounded by workers + MAX_QUEUE)',
+    help: 'Uploads being read now: they hold a place in the upload budget (MAX_UPLOADS), not in the pool',
     registers: [registry],
     collect() {
-      this.set(pool.stats().reserved);
+      this.set(fastify.uploadBudget.stats().uploads);
+    },
+  });
+  new Gauge({
+    name: 'privatoon_upload_bytes_in_flight',
+    help: 'Declared bytes of the uploads being read now (bounded by UPLOAD_MEMORY_MAX_BYTES)',
+    registers: [registry],
+    collect() {
+      this.set(fastify.uploadBudget.stats().bytes);
+    },
+  });
+  let cutSeen = 0;
+  new Counter({
+    name: 'privatoon_uploads_cut_total',
+    help: 'Uploads cut with 408 for arriving slower than UPLOAD_MIN_BYTES_PER_S (or stalling)',
+    registers: [registry],
+    collect() {
+      const now = fastify.uploadBudget.stats().cutTooSlow;
+      if (now > cutSeen) this.inc(now - cutSeen);
+      cutSeen = now;
     },
   });
   new Gauge({

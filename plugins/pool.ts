@@ -10,7 +10,7 @@ import { InferencePool } from '../workers/pool.js';
 /** What the HTTP layer uses of the pool; a test may hand in anything with this shape. */
 export type Pool = Pick<
   InferencePool,
-  'styles' | 'accepting' | 'ready' | 'saturated' | 'reserve' | 'retryAfterSeconds' | 'stats' | 'threadSettings' | 'hasStyle' | 'run' | 'close' | 'destroy' | 'on' | 'off'
+  'styles' | 'accepting' | 'ready' | 'saturated' | 'admit' | 'retryAfterSeconds' | 'stats' | 'threadSettings' | 'hasStyle' | 'run' | 'close' | 'destroy' | 'on' | 'off'
 >;
 
 /** What one request's inference took; read by the request log line and the metrics. */
@@ -27,8 +27,6 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     inference: InferenceNote | null;
-    /** The pool place this request holds while its upload is read (routes/cartoonize.ts `admit`). */
-    reservation: (() => void) | null;
   }
 }
 
@@ -68,7 +66,6 @@ async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
     }));
   fastify.decorate('pool', pool);
   fastify.decorateRequest('inference', null);
-  fastify.decorateRequest('reservation', null);
 
   if (owned) {
     // Worker errors outside any task, and replacements that cannot load their models: the pool carries on (short of

@@ -38,6 +38,12 @@ export function multipartLimits(maxUploadBytes: number) {
 async function uploadsPlugin(fastify: FastifyInstance, opts: UploadsOptions) {
   fastify.removeAllContentTypeParsers();
 
+  // An answer to a request whose body was not read (refused early, a GET with a body, an unknown URL) closes the
+  // connection: to keep it alive, Node would read and discard the whole body, up to the client's Content-Length.
+  fastify.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) reply.header('connection', 'close');
+  });
+
   fastify.addContentTypeParser([...RAW_IMAGE_TYPES], { parseAs: 'buffer', bodyLimit: opts.maxUploadBytes }, (_request, body, done) => {
     done(null, body);
   });

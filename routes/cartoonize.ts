@@ -3,11 +3,13 @@
  *
  * The life of a request, in hook order:
  *   onRequest   identifyKey (API) or requireSameOrigin (UI) -> rate limit (per key id, or per IP)
- *   preParsing  requireKey (API) -> admit: refuse with 503 while the pool is full or not ready, before a byte is read
+ *   preParsing  requireKey (API) -> admit: refuse with 503 while the pool is full or not ready, before a byte is read;
+ *               hold a place in the upload budget (count, bytes, per client, minimum rate: plugins/upload-budget.ts)
  *   parsing     a raw image body is buffered in memory up to MAX_UPLOAD_BYTES (plugins/uploads.ts); a multipart body
  *               is left unread for the handler
  *   handler     read the form (one file, known fields, hard limits) -> check options and magic bytes
- *               -> fastify.pool.run(bytes, options, { signal, deadlineMs }) in workers/pool.ts -> the worker thread
+ *               -> fastify.pool.run(bytes, options, { signal, deadlineMs }) in workers/pool.ts, which takes an
+ *               inference place only now that the body is complete -> the worker thread
  *               -> answer the image bytes with Content-Type, Cache-Control: no-store, Server-Timing, X-Faces
  *
  * The upload's bytes are handed to the pool, which moves them to the worker and wipes what it cannot move; if we
@@ -16,7 +18,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { BadRequestError, describeValidation } from '../plugins/errors.js';
 import type { Pool } from '../plugins/pool.js';
-import { apiLimit, uiLimit } from '../plugins/rate-limit.js';
+import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { OPTION_FIELDS } from '../plugins/uploads.js';
 import type { CartoonizeOptions, OutputFormat, StageTimings, TestHook } from '../workers/contract.js';
 import { BadOptionError, UnknownStyleError, UnsupportedMediaError } from '../workers/errors.js';
@@ -81,6 +83,7 @@ async function readForm(request: FastifyRequest, reply: FastifyReply): Promise<{
   let image: Buffer | null = null;
   const fields: Record<string, string> = {};
   try {
+    if (request.uploadCut !== null) throw request.uploadCut; // cut before this reader started
     for await (const part of request.parts()) {
       if (part.type === 'file') {
         if (part.fieldname !== 'image') {
@@ -103,6 +106,7 @@ async function readForm(request: FastifyRequest, reply: FastifyReply): Promise<{
   } catch (err) {
     image?.fill(0);
     reply.header('connection', 'close');
+    if (request.uploadCut !== null) throw request.uploadCut; // too slow: whatever the parser made of the cut
     const code = (err as { code?: unknown }).code;
     // Busboy's own parse errors carry no code: a malformed body, not a server fault.
     throw typeof code === 'string' ? err : new BadRequestError('The multipart body is malformed');
@@ -132,14 +136,14 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   const schema = optionsSchema(config.maxOutputSide, pool.styles.map((s) => s.id));
 
   /**
-   * preParsing: hold a place in the pool before reading the upload, or refuse (503 + Retry-After) when there is
-   * none. Holding it bounds the uploads buffered in memory at once, not only the queue. The place passes to the task
-   * in `pool.run`, or is given back when the request ends any other way.
+   * preParsing: refuse (503 + Retry-After) while the pool is full or not ready, before a byte is read; then hold a
+   * place in the upload budget (plugins/upload-budget.ts) while the body arrives. No inference place is taken until
+   * the body is complete (`pool.run`), so slow uploads cannot starve inference. From here on, a client that hangs up
+   * cancels the request, even before its body has been read.
    */
   async function admit(request: FastifyRequest, reply: FastifyReply) {
-    const release = pool.reserve();
-    reply.raw.once('close', release);
-    request.reservation = release;
+    pool.admit();
+    fastify.uploadBudget.admit(request, reply, { client: uploaderOf(request), anonymous: request.keyId === null });
   }
 
   /** preParsing (UI): the page sends forms; refusing other bodies here means they are never read. */
@@ -178,11 +182,6 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
     const upload = request.isMultipart() ? await readForm(request, reply) : { bytes: request.body as Buffer, fields: null };
     const { bytes } = upload;
     let handedOver = false;
-    const clientGone = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) clientGone.abort();
-    };
-    reply.raw.once('close', onClose);
     try {
       if (!Buffer.isBuffer(bytes) || bytes.length === 0) throw new BadRequestError('The image is empty');
       const options = readOptions(request, upload.fields);
@@ -191,10 +190,9 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       if (!sniffed.ok) throw new UnsupportedMediaError(`The upload is ${sniffed.what}: send a JPEG, PNG or WebP image`);
       handedOver = true; // from here the pool owns the bytes: it moves them to a worker or wipes them
       const result = await pool.run(bytes, options, {
-        signal: clientGone.signal,
+        signal: request.clientGone ?? undefined, // set by admit: aborted when the client hangs up
         deadlineMs: config.requestDeadlineMs,
         testHook: testHookOf(request),
-        reservation: request.reservation ?? undefined,
       });
       request.inference = { style: options.style, queueMs: result.queueMs, timings: result.timings, faces: result.faces };
       const output = Buffer.from(result.output);
@@ -208,9 +206,13 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
         .header('x-faces', String(result.faces))
         .send(output);
     } finally {
-      reply.raw.off('close', onClose);
       if (!handedOver && Buffer.isBuffer(bytes)) bytes.fill(0);
     }
+  }
+
+  /** Whose upload this is, for the per-client cap: the key id when there is one, else the IP (as the rate limits count). */
+  function uploaderOf(request: FastifyRequest): string {
+    return request.keyId !== null ? callerKey(request) : ipKey(request);
   }
 
   function testHookOf(request: FastifyRequest): TestHook | undefined {

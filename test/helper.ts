@@ -80,17 +80,16 @@ export async function startPool(t: Test, opts: PoolOptions = {}): Promise<Infere
 
 /** A stand-in pool for tests of the HTTP layer alone: one style, settable state, `run` as given. */
 export function fakePool(overrides: Partial<Record<keyof Pool, unknown>> = {}): Pool & { accepting: boolean; ready: boolean; saturated: boolean } {
-  const stats = { workers: 1, readyWorkers: 1, busy: 0, queued: 0, reserved: 0, maxQueue: 4, completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0, deadlineOverruns: 0, deadlineKills: 0 };
+  const stats = { workers: 1, readyWorkers: 1, busy: 0, queued: 0, maxQueue: 4, completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0, deadlineOverruns: 0, deadlineKills: 0 };
   return Object.assign(new EventEmitter(), {
     styles: [{ id: 'toon', title: 'Toon', faceAware: false }],
     accepting: true,
     ready: true,
     saturated: false,
-    // Mirrors the real pool: refuse when not accepting or saturated, else hold a place (nothing to release here).
-    reserve(this: { accepting: boolean; saturated: boolean; retryAfterSeconds: () => number }) {
+    // Mirrors the real pool: refuse when not accepting or saturated.
+    admit(this: { accepting: boolean; saturated: boolean; retryAfterSeconds: () => number }) {
       if (!this.accepting) throw new NotReadyError();
       if (this.saturated) throw Object.assign(new BusyError(this.retryAfterSeconds()), { retryAfter: this.retryAfterSeconds() });
-      return () => {};
     },
     retryAfterSeconds: () => 7,
     stats: () => stats,

@@ -72,8 +72,6 @@ export interface RunControl {
   deadlineMs?: number | undefined;
   /** Fault injection; ignored unless the pool was started with testHooks. */
   testHook?: TestHook | undefined;
-  /** The release function `reserve` returned for this request, if it held a place while uploading. */
-  reservation?: (() => void) | undefined;
 }
 
 export interface RunResult extends CartoonizeSuccess {
@@ -86,7 +84,6 @@ export interface PoolStats {
   readyWorkers: number;
   busy: number;
   queued: number;
-  reserved: number;
   maxQueue: number;
   completed: number;
   failed: number;
@@ -135,8 +132,6 @@ export class InferencePool extends EventEmitter {
   private readonly waiting: Waiting[] = [];
   private readonly readyThreads = new Set<number>();
   private busy = 0;
-  /** Places held by requests whose upload is still being read. */
-  private reserved = 0;
   private closing = false;
   private avgRunMs = 0;
   private counters = { completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0, deadlineOverruns: 0, deadlineKills: 0 };
@@ -265,7 +260,6 @@ export class InferencePool extends EventEmitter {
       readyWorkers: this.readyThreads.size,
       busy: this.busy,
       queued: this.waiting.length,
-      reserved: this.reserved,
       maxQueue: this.maxQueue,
       ...this.counters,
     };
@@ -279,30 +273,19 @@ export class InferencePool extends EventEmitter {
     return Math.min(MAX_RETRY_AFTER_S, Math.max(DEFAULT_RETRY_AFTER_S, seconds));
   }
 
-  /**
-   * True when a task submitted now would be refused. Counts the places held by requests still uploading (see
-   * `reserve`), so that the memory held by uploads in flight is bounded too, not only the queue.
-   */
+  /** True when a task submitted now would be refused: every worker busy and the queue full. */
   get saturated(): boolean {
-    return this.busy + this.waiting.length + this.reserved >= this.workers + this.maxQueue;
+    return this.busy + this.waiting.length >= this.workers + this.maxQueue;
   }
 
   /**
-   * Holds a place for a request before its body is read: the HTTP layer calls this first, then reads the upload, then
-   * hands the returned release function to `run` (which frees the place as it takes the task) or calls it itself
-   * when the request ends otherwise. Throws BusyError, with Retry-After, when no place is free. Idempotent release.
+   * Refuses (throws NotReadyError, or BusyError with Retry-After) when a task submitted now would be: the HTTP layer
+   * asks before reading an upload, so that a full pool costs a refused client nothing. Holds no place: a request
+   * takes one only in `run`, once its body is complete (uploads are bounded by plugins/upload-budget.ts instead).
    */
-  reserve(): () => void {
+  admit(): void {
     if (!this.accepting) throw new NotReadyError();
     if (this.saturated) throw this.busyError();
-    this.reserved++;
-    let held = true;
-    return () => {
-      if (held) {
-        held = false;
-        this.reserved--;
-      }
-    };
   }
 
   private busyError(): Error {
@@ -320,7 +303,6 @@ export class InferencePool extends EventEmitter {
    * is detached) or, where it cannot be moved, copied and then zero-filled. Throws the coded errors of errors.ts.
    */
   run(input: Uint8Array, options: CartoonizeOptions, control: RunControl = {}): Promise<RunResult> {
-    control.reservation?.(); // the place held while the upload was read becomes this task's
     if (!this.accepting) {
       input.fill(0);
       return Promise.reject(new NotReadyError());

@@ -19,6 +19,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import t from 'tap';
 import { newApiKey } from '../../keys.js';
 import { ROOT, encodeForm, fixtures, form, magic, sharedImage } from '../helper.js';
@@ -117,6 +119,10 @@ t.test('the committed nginx configuration: no disk, honest client IPs, quiet log
   t.notMatch(format, /\$request_uri|\$request[^_]|\$request'|\$args|\$query_string|\$request_body|\$http_|\$cookie_/, '...never the query string, a body, a header or a cookie');
   const readTimeout = Number(/^(\d+)s$/.exec(directive(committed, 'proxy_read_timeout')[0] ?? '')?.[1]);
   t.ok(readTimeout > 60, 'nginx waits longer than REQUEST_TIMEOUT_MS (60 s) and REQUEST_DEADLINE_MS (30 s): the instance answers first');
+  t.same(directive(committed, 'limit_conn'), ['privatoon_per_ip 16', 'privatoon_anonymous_uploads 4'], 'connections per address, and anonymous uploads per address, are bounded');
+  t.same(directive(committed, 'limit_conn_status'), ['429']);
+  const bodyTimeout = Number(/^(\d+)s$/.exec(directive(committed, 'client_body_timeout')[0] ?? '')?.[1]);
+  t.ok(bodyTimeout > 0 && bodyTimeout <= 10, `a stalled body is ended within ${bodyTimeout} s`);
   t.match(committed, /upstream privatoon \{[^}]*keepalive \d+;[^}]*keepalive_timeout [1-4]s;/s, 'upstream keepalive, closed before the instance\'s 5 s');
 });
 
@@ -231,6 +237,33 @@ t.test('nginx with TLS in front of two instances sharing limits in Redis', { ski
     t.equal(magic(ok.body), 'jpeg');
     t.equal((await ui({ origin: 'https://evil.example', 'x-forwarded-host': 'evil.example' })).status, 403, 'a forged X-Forwarded-Host is overwritten');
     t.equal((await ui({ origin: `http://${NAME}`, 'x-forwarded-proto': 'http' })).status, 403, 'a forged X-Forwarded-Proto is overwritten');
+  });
+
+  t.test('limit_conn: a fifth anonymous upload from one address is refused by nginx (429)', async (t) => {
+    const { payload, contentType } = await encodeForm(form(images.jpeg));
+    const stalled: TLSSocket[] = [];
+    t.teardown(() => stalled.forEach((s) => s.destroy()));
+    for (let i = 0; i < 4; i++) {
+      // From 127.0.0.7: a TCP socket bound there, wrapped in TLS.
+      const tcp = netConnect({ host: '127.0.0.1', port: httpsPort, localAddress: '127.0.0.7' });
+      tcp.on('error', () => {});
+      await new Promise<void>((resolve) => tcp.once('connect', () => resolve()));
+      const socket = tlsConnect({ socket: tcp, ca: pem, servername: NAME, ALPNProtocols: ['http/1.1'] });
+      socket.on('error', () => {});
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      socket.write(
+        `POST /ui/cartoonize HTTP/1.1\r\nHost: ${NAME}\r\nContent-Type: ${contentType}\r\nContent-Length: ${payload.length}\r\n` +
+          `Origin: https://${NAME}\r\nSec-Fetch-Site: same-origin\r\n\r\n`,
+      );
+      socket.write(payload.subarray(0, 100));
+      stalled.push(socket);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const fifth = await via('/ui/cartoonize', { body: payload, from: '127.0.0.7', headers: { 'content-type': contentType, origin: `https://${NAME}`, 'sec-fetch-site': 'same-origin' } });
+    t.equal(fifth.status, 429, 'refused');
+    t.notMatch(fifth.body.toString('utf8'), /PTOON_/, 'by nginx itself, before it reaches an instance (whose answers are coded JSON)');
+    const other = await via('/api/styles', { from: '127.0.0.7' });
+    t.equal(other.status, 200, 'other URLs from the same address are not in that count');
   });
 
   t.test('no upload or result touches nginx\'s disk', { skip: traced ? false : 'strace is not installed' }, async (t) => {
