@@ -7,7 +7,7 @@
  *   errors first (every later failure needs the handler) -> drain -> pool (start-up fails here on a bad model)
  *   -> upload budget -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
  *   metrics (they read what auth, the pool and the store decorate) -> helmet -> rate limit (after auth: it counts
- *   by key id) -> same-origin -> body parsers -> OpenAPI (before routes: it collects them) -> 404 -> routes.
+ *   by key id) -> same-origin -> body parsers -> scrubbing of unread bytes -> OpenAPI (before routes: it collects them) -> 404 -> routes.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -27,6 +27,7 @@ import poolPlugin, { type Pool } from './plugins/pool.js';
 import rateLimitStorePlugin from './plugins/rate-limit-redis.js';
 import rateLimitPlugin, { CACHE_SIZE } from './plugins/rate-limit.js';
 import sameOriginPlugin from './plugins/same-origin.js';
+import scrubPlugin from './plugins/scrub.js';
 import uploadBudgetPlugin from './plugins/upload-budget.js';
 import uploadsPlugin from './plugins/uploads.js';
 import cartoonizeRoutes from './routes/cartoonize.js';
@@ -104,6 +105,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   });
   await fastify.register(sameOriginPlugin, { publicOrigin: config.publicOrigin });
   await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });
+  await fastify.register(scrubPlugin);
   await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes });
 
   // Unknown URLs and methods are refused at onRequest, before a byte of their body is read (the raw-image parser is

@@ -7,12 +7,17 @@
  *  - a raw image body (`Content-Type: image/jpeg|png|webp`): buffered whole, up to MAX_UPLOAD_BYTES; a bigger
  *    Content-Length is refused before a byte is read.
  *
+ * Both readers copy each chunk into one buffer and zero-fill the chunk (`collectWiping`): no copy of a photo is
+ * left to the garbage collector.
+ *
  * Fastify's default JSON and text parsers are removed: no route takes them, so such bodies get a 415 instead of
  * being parsed for nothing. Nothing here, or anywhere, writes an upload to disk (`saveRequestFiles` is never used).
  */
 import multipart from '@fastify/multipart';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { UploadTooLargeError } from '../workers/errors.js';
+import { BadRequestError } from './errors.js';
 
 export const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'] as const;
 
@@ -35,6 +40,47 @@ export function multipartLimits(maxUploadBytes: number) {
   };
 }
 
+function tooLarge(maxUploadBytes: number): Error {
+  return new UploadTooLargeError(`The upload is larger than ${maxUploadBytes} bytes (MAX_UPLOAD_BYTES)`);
+}
+
+/**
+ * Reads a body's chunks into one buffer of its own, zero-filling each chunk once copied (they are views into the
+ * socket's read buffers, which would otherwise keep the bytes until reused) and the buffer itself if reading fails.
+ * `expected` (a declared length) sizes the buffer at once; without it, it grows by doubling, each old copy wiped.
+ * More than `max` bytes: UploadTooLargeError. The result is a buffer of its own (never a slice of a shared one) when
+ * its length is as expected, so it can be moved to a worker without a copy.
+ */
+export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, expected?: number): Promise<Buffer> {
+  let body = Buffer.alloc(Math.min(max, expected ?? 64 * 1024));
+  let length = 0;
+  try {
+    for await (const chunk of chunks) {
+      if (length + chunk.length > max) {
+        chunk.fill(0);
+        throw tooLarge(max);
+      }
+      if (length + chunk.length > body.length) {
+        const grown = Buffer.alloc(Math.min(max, Math.max(body.length * 2, length + chunk.length)));
+        body.copy(grown, 0, 0, length);
+        body.fill(0);
+        body = grown;
+      }
+      chunk.copy(body, length);
+      chunk.fill(0);
+      length += chunk.length;
+    }
+  } catch (err) {
+    body.fill(0);
+    throw err;
+  }
+  if (length === body.length) return body;
+  const exact = Buffer.alloc(length);
+  body.copy(exact, 0, 0, length);
+  body.fill(0);
+  return exact;
+}
+
 async function uploadsPlugin(fastify: FastifyInstance, opts: UploadsOptions) {
   fastify.removeAllContentTypeParsers();
 
@@ -44,8 +90,17 @@ async function uploadsPlugin(fastify: FastifyInstance, opts: UploadsOptions) {
     if (!request.raw.complete) reply.header('connection', 'close');
   });
 
-  fastify.addContentTypeParser([...RAW_IMAGE_TYPES], { parseAs: 'buffer', bodyLimit: opts.maxUploadBytes }, (_request, body, done) => {
-    done(null, body);
+  // Our own reader, not Fastify's `parseAs: 'buffer'`: that one leaves every chunk it concatenates to the garbage
+  // collector, so copies of the photo would outlive the request in memory.
+  fastify.addContentTypeParser([...RAW_IMAGE_TYPES], async (request: FastifyRequest, payload: AsyncIterable<Buffer>) => {
+    const declared = Number(request.headers['content-length']);
+    if (declared > opts.maxUploadBytes) throw tooLarge(opts.maxUploadBytes);
+    const body = await collectWiping(payload, opts.maxUploadBytes, Number.isSafeInteger(declared) ? declared : undefined);
+    if (Number.isSafeInteger(declared) && body.length !== declared) {
+      body.fill(0);
+      throw new BadRequestError('Content-Length does not match the body');
+    }
+    return body;
   });
 
   await fastify.register(multipart, {

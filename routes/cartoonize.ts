@@ -19,9 +19,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptio
 import { BadRequestError, describeValidation } from '../plugins/errors.js';
 import type { Pool } from '../plugins/pool.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
-import { OPTION_FIELDS } from '../plugins/uploads.js';
+import { OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
 import type { CartoonizeOptions, OutputFormat, StageTimings, TestHook } from '../workers/contract.js';
-import { BadOptionError, UnknownStyleError, UnsupportedMediaError } from '../workers/errors.js';
+import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../workers/errors.js';
 import { sniffFormat } from '../workers/sniff.js';
 
 /** Encoder quality when none is asked for: visually clean, about a third of q=100's size. */
@@ -79,7 +79,7 @@ const errorResponses = { '4xx': { $ref: 'PtoonError#' }, '5xx': { $ref: 'PtoonEr
  * The image and form fields of a multipart body. Every part is consumed or destroyed, so no request hangs; when the
  * form is refused half-read, the connection is closed after the answer rather than left with unread bytes.
  */
-async function readForm(request: FastifyRequest, reply: FastifyReply): Promise<{ bytes: Buffer; fields: Record<string, string> }> {
+async function readForm(request: FastifyRequest, reply: FastifyReply, maxUploadBytes: number): Promise<{ bytes: Buffer; fields: Record<string, string> }> {
   let image: Buffer | null = null;
   const fields: Record<string, string> = {};
   try {
@@ -90,8 +90,13 @@ async function readForm(request: FastifyRequest, reply: FastifyReply): Promise<{
           part.file.resume();
           throw new BadRequestError('The file must be sent in the field "image"');
         }
-        // Bounded by `fileSize`: an oversize file throws FST_REQ_FILE_TOO_LARGE (413) instead of returning a short image.
-        image = await part.toBuffer();
+        // Bounded by `fileSize`: busboy stops at it and marks the file truncated: 413, never a short image.
+        image = await collectWiping(part.file, maxUploadBytes);
+        if (part.file.truncated) {
+          image.fill(0);
+          image = null;
+          throw new UploadTooLargeError(`The upload is larger than ${maxUploadBytes} bytes (MAX_UPLOAD_BYTES)`);
+        }
         continue;
       }
       const name = part.fieldname;
@@ -179,7 +184,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   }
 
   async function cartoonize(request: FastifyRequest, reply: FastifyReply) {
-    const upload = request.isMultipart() ? await readForm(request, reply) : { bytes: request.body as Buffer, fields: null };
+    const upload = request.isMultipart() ? await readForm(request, reply, config.maxUploadBytes) : { bytes: request.body as Buffer, fields: null };
     const { bytes } = upload;
     let handedOver = false;
     try {

@@ -169,10 +169,18 @@ export interface Images {
 
 let images: Promise<Images> | undefined;
 
-/** Generated once per process. */
-export function fixtures(): Promise<Images> {
+/**
+ * Generated once per process; every read of a field is a fresh copy. The service zero-fills the body chunks it reads
+ * (plugins/uploads.ts), and `app.inject` hands it the caller's own Buffer as the chunk: a shared fixture would be
+ * wiped by the first request that reads it.
+ */
+export async function fixtures(): Promise<Images> {
   images ??= makeImages();
-  return images;
+  const made = await images;
+  return Object.defineProperties(
+    {},
+    Object.fromEntries(Object.keys(made).map((name) => [name, { enumerable: true, get: () => Buffer.from(made[name as keyof Images]) }])),
+  ) as Images;
 }
 
 async function makeImages(): Promise<Images> {

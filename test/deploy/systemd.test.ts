@@ -86,6 +86,13 @@ t.test('the template is the service, differing only where its header says', asyn
   const stopSeconds = Number(/^(\d+)s$/.exec(values(service, 'TimeoutStopSec')[0] ?? '')?.[1]);
   t.ok(stopSeconds * 1000 > 10_000, `TimeoutStopSec (${stopSeconds} s) outlasts SHUTDOWN_TIMEOUT_MS (10 s)`);
   t.ok(values(service, 'Environment').includes('API_KEYS_FILE=%d/api-keys') && values(service, 'LoadCredential').includes('api-keys:/etc/privatoon/api-keys.txt'), 'keys as a credential');
+  // The same allocator setting as `npm start` (package.json): freed memory scrubbed (test/privacy/memory-residue.test.ts).
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start'] ?? '';
+  const tunables = /GLIBC_TUNABLES=(\S+)/.exec(start)?.[1];
+  t.ok(tunables?.includes('glibc.malloc.perturb='), 'npm start scrubs freed memory');
+  t.ok(values(service, 'Environment').includes(`GLIBC_TUNABLES=${tunables}`), 'and so does the unit');
+  const memoryMax = /^(\d+)([MG])$/.exec(values(service, 'MemoryMax')[0] ?? '');
+  t.ok(memoryMax !== null, `MemoryMax is set (${values(service, 'MemoryMax')[0]})`);
 });
 
 t.test('the example environment file is a valid configuration, with no variable config.ts does not know', async (t) => {

@@ -79,7 +79,7 @@ t.test('public endpoints need no key', async (t) => {
     t.equal((await app.inject({ url })).statusCode, 200, url);
   }
   const { payload, contentType } = await encodeForm(form(images.jpeg));
-  const ui = await app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload });
+  const ui = await app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload: Buffer.from(payload) });
   t.equal(ui.statusCode, 200, 'the web endpoint takes no key by default');
 });
 
@@ -87,7 +87,7 @@ t.test('UI_REQUIRE_KEY puts the web endpoint behind keys', async (t) => {
   const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_REQUIRE_KEY: 'true' } });
   const { payload, contentType } = await encodeForm(form(images.jpeg));
   const request = (headers: Record<string, string>) =>
-    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload });
+    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload: Buffer.from(payload) });
   t.equal((await request({})).statusCode, 401);
   t.equal((await request({ 'x-api-key': alice })).statusCode, 200);
 });

@@ -53,7 +53,7 @@ t.test('a forged X-Forwarded-For changes nothing without a trusted proxy', async
   const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1' } });
   const { payload, contentType } = await encodeForm(form(images.jpeg));
   const ui = (headers: Record<string, string>, remoteAddress: string) =>
-    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload, remoteAddress });
+    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload: Buffer.from(payload), remoteAddress });
   t.equal((await ui({ 'x-forwarded-for': '1.1.1.1' }, '10.0.0.9')).statusCode, 200);
   t.equal((await ui({ 'x-forwarded-for': '2.2.2.2' }, '10.0.0.9')).statusCode, 429, 'same socket address, same budget');
 });
@@ -62,7 +62,7 @@ t.test('behind a trusted proxy the forwarded client IP counts', async (t) => {
   const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1', TRUST_PROXY: '10.0.0.0/8' } });
   const { payload, contentType } = await encodeForm(form(images.jpeg));
   const ui = (headers: Record<string, string>, remoteAddress: string) =>
-    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload, remoteAddress });
+    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload: Buffer.from(payload), remoteAddress });
   t.equal((await ui({ 'x-forwarded-for': '1.1.1.1' }, '10.0.0.9')).statusCode, 200);
   t.equal((await ui({ 'x-forwarded-for': '2.2.2.2' }, '10.0.0.9')).statusCode, 200, 'another client behind the proxy');
   t.equal((await ui({ 'x-forwarded-for': '1.1.1.1' }, '10.0.0.9')).statusCode, 429, 'the first client again');
@@ -73,7 +73,7 @@ t.test('behind a trusted proxy the forwarded client IP counts', async (t) => {
 t.test('the web endpoint has its own, stricter, per-IP limit', async (t) => {
   const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1', RATE_LIMIT_MAX: '5' } });
   const { payload, contentType } = await encodeForm(form(images.jpeg));
-  const ui = () => app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload });
+  const ui = () => app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload: Buffer.from(payload) });
   const first = await ui();
   t.equal(first.statusCode, 200);
   t.equal(first.headers['x-ratelimit-limit'], '1');

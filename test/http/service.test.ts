@@ -119,7 +119,7 @@ t.test('the web endpoint: same origin only, forms only, no key', async (t) => {
   const { payload, contentType } = await encodeForm(form(images.jpeg));
   const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '100' } });
   const ui = (headers: Record<string, string>, body: Buffer = payload, type = contentType) =>
-    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { host: 'toon.test:8080', 'content-type': type, ...headers }, payload: body });
+    app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { host: 'toon.test:8080', 'content-type': type, ...headers }, payload: Buffer.from(body) });
 
   t.equal((await ui({})).statusCode, 200, 'no browser headers (curl): allowed, by the IP limit alone');
   const ok = await ui({ 'sec-fetch-site': 'same-origin', origin: 'http://toon.test:8080' });
@@ -144,7 +144,7 @@ t.test('the web endpoint: same origin only, forms only, no key', async (t) => {
 
   const { app: behindProxy } = await build(t, { pool, env: { API_KEYS_FILE: file, PUBLIC_ORIGIN: 'https://toon.example.org' } });
   const proxied = (origin: string) =>
-    behindProxy.inject({ method: 'POST', url: '/ui/cartoonize', headers: { host: '127.0.0.1:8080', origin, 'content-type': contentType }, payload });
+    behindProxy.inject({ method: 'POST', url: '/ui/cartoonize', headers: { host: '127.0.0.1:8080', origin, 'content-type': contentType }, payload: Buffer.from(payload) });
   t.equal((await proxied('https://toon.example.org')).statusCode, 200, 'PUBLIC_ORIGIN is our origin');
   t.equal((await proxied('http://127.0.0.1:8080')).statusCode, 403, 'and the only one');
 
@@ -155,7 +155,7 @@ t.test('the web endpoint: same origin only, forms only, no key', async (t) => {
 
   const { app: noUi } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_ENABLED: 'false' } });
   t.equal((await noUi.inject({ url: '/' })).statusCode, 404, 'UI_ENABLED=false: no page');
-  t.equal((await noUi.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload })).statusCode, 404, 'UI_ENABLED=false');
+  t.equal((await noUi.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload: Buffer.from(payload) })).statusCode, 404, 'UI_ENABLED=false');
 });
 
 const hasOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
