@@ -125,7 +125,7 @@ for (const target of TARGETS) {
     t.test('probes: startup and readiness on /readyz, liveness on /healthz', async (t) => {
       const scheme = config.TLS_CERT_FILE !== undefined ? 'HTTPS' : 'HTTP';
       const http = (container.ports as Obj[]).find((p) => p.name === 'http');
-      t.equal(String(http.containerPort), config.PORT, 'the http port is the one the server listens on');
+      t.equal(String(http?.containerPort), config.PORT, 'the http port is the one the server listens on');
       for (const [probe, path] of [['startupProbe', '/readyz'], ['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']] as const) {
         const get = container[probe]?.httpGet as Obj | undefined;
         t.equal(get?.path, path, `${probe} on ${path}`);
@@ -160,11 +160,11 @@ for (const target of TARGETS) {
       t.equal(loaded.workers, workers);
       t.equal(loaded.host, '0.0.0.0', 'listens on the pod network');
       t.not(loaded.metricsPort, 0, 'metrics on');
-      t.equal(String(loaded.metricsPort), String((container.ports as Obj[]).find((p) => p.name === 'metrics').containerPort));
-      t.ok(loaded.apiKeysFile?.startsWith((container.volumeMounts as Obj[]).find((m) => m.name === 'api-keys').mountPath), 'the keys file is in the Secret');
+      t.equal(String(loaded.metricsPort), String((container.ports as Obj[]).find((p) => p.name === 'metrics')?.containerPort));
+      t.ok(loaded.apiKeysFile?.startsWith((container.volumeMounts as Obj[]).find((m) => m.name === 'api-keys')?.mountPath), 'the keys file is in the Secret');
       const redisUrl = (container.env as Obj[]).find((e) => e.name === 'REDIS_URL');
-      t.match(redisUrl.value, /^redis:\/\/:\$\(REDIS_PASSWORD\)@/, 'Redis password from its Secret');
-      t.equal((container.env as Obj[]).find((e) => e.name === 'REDIS_PASSWORD').valueFrom.secretKeyRef.name, 'privatoon-redis');
+      t.match(redisUrl?.value, /^redis:\/\/:\$\(REDIS_PASSWORD\)@/, 'Redis password from its Secret');
+      t.equal((container.env as Obj[]).find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom.secretKeyRef.name, 'privatoon-redis');
       if (target === 'overlays/production') {
         t.ok(loaded.tlsCertFile?.startsWith('/etc/privatoon/tls/') && loaded.tlsKeyFile?.startsWith('/etc/privatoon/tls/'), 'TLS material from a Secret');
         t.ok((pod.volumes as Obj[]).some((v) => v.secret?.secretName === 'privatoon-tls'));
@@ -190,8 +190,8 @@ for (const target of TARGETS) {
         t.ok(rule.from.length > 0 && rule.from.every((peer: Obj) => peer.namespaceSelector !== undefined && peer.podSelector !== undefined), 'each from named pods in a named namespace');
         t.notOk(rule.from.some((peer: Obj) => matches(peer.podSelector.matchLabels, podLabels)), 'our own labels are not stamped onto the peers');
       }
-      t.match(rules[0].from[0], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': /ingress/ } } }, 'the API from the ingress controller');
-      t.match(rules[1].from[0], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': /monitoring/ } } }, 'metrics from the scraper');
+      t.match(rules[0]?.from[0], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': /ingress/ } } }, 'the API from the ingress controller');
+      t.match(rules[1]?.from[0], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': /monitoring/ } } }, 'metrics from the scraper');
       const redisPods = find('StatefulSet', 'privatoon-redis').spec.template;
       t.ok((policy.spec.egress as Obj[]).some((r) => r.to.some((peer: Obj) => matches(peer.podSelector?.matchLabels, redisPods.metadata.labels))), 'egress to its Redis');
       t.ok(matches(find('NetworkPolicy', 'privatoon-redis').spec.ingress[0].from[0].podSelector.matchLabels, podLabels), 'Redis only from the service');
