@@ -105,6 +105,7 @@ if ! command -v podman >/dev/null; then
   exit 0
 fi
 log "podman build -t $TAG"
-podman build --quiet --layers=false -f "$ROOT/deploy/image/Containerfile" -t "$TAG" "$ctx" >&2
+podman build --quiet -f "$ROOT/deploy/image/Containerfile" -t "$TAG" "$ctx" >&2
 podman save --quiet --format oci-archive -o "$OUT/privatoon.oci.tar" "$TAG"
-echo "image $TAG: $(podman image inspect --format '{{.Size}}' "$TAG") bytes uncompressed; $(gzip -c "$OUT/privatoon.oci.tar" | wc -c) bytes compressed (gzip of the archive); $OUT/privatoon.oci.tar"
+# The archive's layers are gzip-compressed: its size is about what a registry stores and a node pulls.
+echo "image $TAG: $(podman image inspect --format '{{.Size}}' "$TAG") bytes unpacked, $(stat -c %s "$OUT/privatoon.oci.tar") bytes as an OCI archive ($OUT/privatoon.oci.tar)"
