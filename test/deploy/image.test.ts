@@ -60,7 +60,10 @@ function run(command: string, args: string[], opts: { cwd?: string } = {}): stri
   return out.stdout;
 }
 
-t.test('the OCI image: what is inside, and the service run from it', { skip: cannot, timeout: 600_000 }, async (t) => {
+// Building the image (production dependencies, podman) takes a minute or two on a busy machine: above tap's default.
+t.setTimeout(600_000);
+
+t.test('the OCI image: what is inside, and the service run from it', { skip: cannot }, async (t) => {
   t.ok(user, 'the Containerfile names a numeric USER uid:gid');
   const [uid, gid] = [Number(user![1]), Number(user![2])];
   t.not(uid, 0);
