@@ -90,7 +90,7 @@ printf 'root:x:0:\nprivatoon:x:%s:\nnogroup:x:65534:\n' "$APP_UID" > "$sys/etc/g
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$sys/etc/nsswitch.conf"
 
 # Everything belongs to root and is read-only to the service: it owns nothing it could change.
-chown -R 0:0 "$ctx"
+[ "$(id -u)" -ne 0 ] || chown -R 0:0 "$ctx" # rootless: podman COPY gives the files to root anyway
 chmod -R u=rwX,go=rX "$ctx"
 
 log "root file system: $OUT/rootfs"
