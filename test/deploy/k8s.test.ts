@@ -32,13 +32,16 @@ const noKubectl = kubectl === null ? 'kubectl is not installed (it renders the k
 /** The fixed UID of the image (deploy/image/Containerfile's USER). */
 const imageUser = /^USER (\d+):(\d+)$/m.exec(readFileSync(join(ROOT, 'deploy', 'image', 'Containerfile'), 'utf8'));
 
-/** The README's memory budget: base + HTTP side + workers x (model + image working set), in MiB. */
-function memoryBudgetMiB(workers: number): number {
+/**
+ * The README's pod memory budget (capacity model), in MiB: base + HTTP + workers x (model + working set) + the
+ * uploads the pool may hold, (workers + MAX_QUEUE) x MAX_UPLOAD_BYTES.
+ */
+function memoryBudgetMiB(workers: number, maxQueue: number, maxUploadBytes: number): number {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const m = /budget\s+of\s+\d+\s+MiB\s+\(base\s+(\d+)\s+\+\s+(\d+)\s+for\s+the\s+HTTP\s+side\s+\+\s+\d+\s+workers\s+x\s+\(model\s+(\d+)\s+\+\s+image\s+working\s+set\s+(\d+)\)\)/.exec(readme);
-  if (m === null) throw new Error('the README no longer states its memory budget in the expected words');
-  const [base, http, model, image] = m.slice(1).map(Number) as [number, number, number, number];
-  return base + http + workers * (model + image);
+  const m = /Pod memory budget = base (\d+) \+ HTTP (\d+) \+ workers x \(model (\d+) \+ working set (\d+)\) \+ uploads \(workers \+ MAX_QUEUE\) x 10 MiB/.exec(readme);
+  if (m === null) throw new Error('the README no longer states its pod memory budget in the expected words');
+  const [base, http, model, workingSet] = m.slice(1).map(Number) as [number, number, number, number];
+  return base + http + workers * (model + workingSet) + ((workers + maxQueue) * maxUploadBytes) / 2 ** 20;
 }
 
 function render(target: string): Obj[] {
@@ -144,7 +147,8 @@ for (const target of TARGETS) {
       t.same(fromLimit && { resource: fromLimit.resource, divisor: String(fromLimit.divisor), containerName: fromLimit.containerName }, { resource: 'limits.cpu', divisor: '1', containerName: 'privatoon' }, 'WORKERS comes from the CPU limit');
       t.notOk('WORKERS' in config, 'and from nowhere else');
       t.equal(requests.memory, limits.memory, 'memory request = limit');
-      const budget = memoryBudgetMiB(workers);
+      const loaded = loadConfig({ ...config, WORKERS: String(workers) });
+      const budget = memoryBudgetMiB(workers, loaded.maxQueue, loaded.maxUploadBytes);
       t.ok(quantityMiB(limits.memory) >= budget, `memory limit ${limits.memory} covers the README's budget for ${workers} workers (${budget} MiB)`);
       t.ok(quantityMiB(limits.memory) <= budget * 1.5, 'without wasting half of it');
       const grace = Number(config.SHUTDOWN_GRACE_MS);
