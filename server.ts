@@ -2,15 +2,18 @@
  * The process: read the configuration, leave root behind, build the app (which starts the workers and checks
  * models and keys), start the metrics listener, listen, and handle signals.
  *
- *  - SIGTERM / SIGINT: graceful shutdown. Readiness turns 503 at once, the listener closes (new connections are
- *    refused), requests in flight finish, then the pool closes and the process exits 0. If that takes longer than
- *    SHUTDOWN_TIMEOUT_MS, connections are cut and the pool destroyed. A second signal exits at once.
+ *  - SIGTERM / SIGINT: graceful shutdown. Readiness turns 503 at once; for SHUTDOWN_GRACE_MS (0 by default) requests
+ *    are still served, so that load balancers that learn of the end late (Kubernetes) stop sending first. Then the
+ *    listener closes (new connections are refused), requests in flight finish, the pool closes and the process exits
+ *    0. If that takes longer than SHUTDOWN_TIMEOUT_MS, connections are cut and the pool destroyed. A second signal
+ *    exits at once.
  *  - SIGHUP: re-read API_KEYS_FILE (a bad file keeps the old keys).
  *
  * Start-up errors name what is wrong (the variable, the model file and field, the key file and line) on stderr and
  * exit 1. Nothing here is needed by tests of the app itself; they use buildApp.
  */
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { buildApp } from './app.js';
 import { loadConfig, type Config } from './config.js';
 
@@ -76,6 +79,11 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
+    if (config.shutdownGraceMs > 0) {
+      app.log.info({ signal, graceMs: config.shutdownGraceMs }, 'withdrawing: readiness 503, still serving until load balancers stop sending');
+      app.withdraw();
+      await sleep(config.shutdownGraceMs);
+    }
     app.log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing requests in flight');
     app.drain();
     const force = setTimeout(() => {

@@ -23,17 +23,19 @@ const flags = readFlags('npm run bench:faults -- [flags]', {
   workers: { default: String(availableParallelism()), help: 'WORKERS' },
   'deadline-ms': { default: '4000', help: 'REQUEST_DEADLINE_MS: how long the slow (hung) requests hold their workers' },
   'shutdown-timeout-ms': { default: '10000', help: 'SHUTDOWN_TIMEOUT_MS: the bound the exit is held to' },
+  'shutdown-grace-ms': { default: '0', help: 'SHUTDOWN_GRACE_MS: after SIGTERM, readiness 503 while still serving this long' },
 });
 
 async function main(): Promise<number> {
   const size = num(flags.size, 'size');
   const shutdownTimeoutMs = num(flags['shutdown-timeout-ms'], 'shutdown-timeout-ms');
+  const graceMs = num(flags['shutdown-grace-ms'], 'shutdown-grace-ms');
   const { images, source } = await benchImages(size);
   const service = await startService({
     models: 'builtin+bench',
     workers: num(flags.workers, 'workers'),
     testHooks: true,
-    env: { REQUEST_DEADLINE_MS: String(num(flags['deadline-ms'], 'deadline-ms')), SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs) },
+    env: { REQUEST_DEADLINE_MS: String(num(flags['deadline-ms'], 'deadline-ms')), SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs), SHUTDOWN_GRACE_MS: String(graceMs) },
   });
   const results: FaultResult[] = [];
   try {
@@ -44,7 +46,7 @@ async function main(): Promise<number> {
     process.stderr.write('disconnects mid-queue...\n');
     results.push(await queueDisconnect(service, flags.style, images));
     process.stderr.write('SIGTERM under load...\n');
-    results.push(await shutdownUnderLoad(service, flags.style, images, { shutdownTimeoutMs }));
+    results.push(await shutdownUnderLoad(service, flags.style, images, { shutdownTimeoutMs, graceMs }));
   } finally {
     await service.stop();
   }

@@ -1,5 +1,10 @@
 /**
- * Draining for a graceful shutdown. `fastify.drain()` (called by server.ts on SIGTERM/SIGINT) turns readiness to 503
+ * Draining for a graceful shutdown, in two steps.
+ *  - `fastify.withdraw()` (server.ts, on SIGTERM, for SHUTDOWN_GRACE_MS) turns readiness to 503 and changes nothing
+ *    else: requests are still accepted and served, on new connections too. Load balancers and Kubernetes learn of a
+ *    pod's end from its readiness or from the API server, seconds after the signal; until they have, they keep
+ *    sending, and refusing them would fail requests that another instance would have served.
+ *  - `fastify.drain()` (called by server.ts on SIGTERM/SIGINT) turns readiness to 503
  * at once, refuses new work on connections that are still open with 503 + Retry-After, and asks every client to close
  * its connection after its answer, so keep-alive sockets do not hold the shutdown up. Requests already in flight are
  * left alone to finish; health checks keep answering.
@@ -10,8 +15,11 @@ import { NotReadyError } from '../workers/errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
+    /** True from the moment `withdraw()` or `drain()` is called: readiness answers 503. */
+    readonly withdrawn: boolean;
     /** True from the moment `drain()` is called. */
     readonly draining: boolean;
+    withdraw(): void;
     drain(): void;
   }
   interface FastifyContextConfig {
@@ -24,11 +32,19 @@ declare module 'fastify' {
 const DRAIN_RETRY_AFTER_S = 5;
 
 async function drainPlugin(fastify: FastifyInstance) {
+  let withdrawn = false;
   let draining = false;
+  fastify.decorate('withdrawn', {
+    getter: () => withdrawn,
+  });
   fastify.decorate('draining', {
     getter: () => draining,
   });
+  fastify.decorate('withdraw', () => {
+    withdrawn = true;
+  });
   fastify.decorate('drain', () => {
+    withdrawn = true;
     draining = true;
   });
 

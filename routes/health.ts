@@ -3,7 +3,7 @@
  * server drains: they are how the outside learns that it does.
  *  - GET /healthz: the process is up and its event loop turns. Always 200.
  *  - GET /readyz: 200 while every worker is warm; 503 (with Retry-After) while a worker is being replaced or the
- *    server is shutting down. Never touches the pool's queue, so it answers at once under any load.
+ *    server is shutting down (from SIGTERM on, through the grace period in which it still serves). Never touches the pool's queue, so it answers at once under any load.
  */
 import type { FastifyInstance } from 'fastify';
 import { NotReadyError } from '../workers/errors.js';
@@ -46,7 +46,7 @@ export default async function healthRoutes(fastify: FastifyInstance) {
       },
     },
     async () => {
-      if (fastify.draining) throw new NotReadyError();
+      if (fastify.withdrawn) throw new NotReadyError();
       const stats = fastify.pool.stats();
       if (!fastify.pool.ready) throw new NotReadyError();
       return { status: 'ready', workers: stats.workers, readyWorkers: stats.readyWorkers, queued: stats.queued };

@@ -1,6 +1,7 @@
 /**
  * The real server process (server.ts): graceful shutdown on SIGTERM (the request in flight still gets its 200, new
- * connections are refused, exit code 0), the shutdown bound, key reload on SIGHUP, and start-up errors that name
+ * connections are refused, exit code 0), the grace period before it (readiness 503, requests still served), the
+ * shutdown bound, key reload on SIGHUP, and start-up errors that name
  * the variable, the file and the line.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -91,6 +92,43 @@ t.test('SIGHUP reloads keys; SIGTERM drains and exits 0', async (t) => {
   t.ok(Date.now() - signalled < 5000, 'promptly');
   t.match(server.output(), /shutting down/);
   t.match(server.output(), /"msg":"stopped"/);
+});
+
+t.test('SHUTDOWN_GRACE_MS: after SIGTERM, readiness 503 while requests are still served, then the drain', async (t) => {
+  const key = newApiKey('k');
+  const graceMs = 1500;
+  const server = spawnServer({ API_KEYS_FILE: keysFile(t, key.line), SHUTDOWN_GRACE_MS: String(graceMs), SHUTDOWN_TIMEOUT_MS: '10000' });
+  t.teardown(() => stop(server));
+  const base = await server.listening;
+  const api = `${base}/api/cartoonize`;
+  t.equal((await fetch(`${base}/readyz`)).status, 200, 'ready before the signal');
+
+  // A request in flight at the signal, finished during the grace period.
+  const { payload, contentType } = await encodeForm(form(images.jpeg));
+  const inFlight = halfSentUpload(api, { 'x-api-key': key.key }, payload, contentType);
+  await sleep(200);
+  const signalled = Date.now();
+  server.signal('SIGTERM');
+  for (let i = 0; i < 40 && !server.output().includes('withdrawing'); i++) await sleep(25);
+  const ready = await fetch(`${base}/readyz`);
+  t.equal(ready.status, 503, 'readiness turns 503 at once');
+  t.match(await ready.json(), { code: 'PTOON_NOT_READY' });
+  t.equal((await fetch(`${base}/healthz`)).status, 200, 'liveness stays 200');
+  const during = await post(api, form(images.jpeg), { 'x-api-key': key.key });
+  t.equal(during.status, 200, 'a new request on a new connection is still served');
+  t.equal(magic(during.body), 'jpeg');
+  const finished = await inFlight.finish();
+  t.equal(finished.status, 200, 'and so is the one in flight');
+  t.ok(Date.now() - signalled < graceMs, 'all of that within the grace period');
+
+  for (let i = 0; i < 200 && !server.output().includes('shutting down'); i++) await sleep(25);
+  t.ok(Date.now() - signalled >= graceMs - 50, `the drain begins after the grace period (${Date.now() - signalled} ms)`);
+  await sleep(200);
+  await t.rejects(fetch(`${base}/healthz`), 'then new connections are refused');
+  t.equal(await server.exited, 0, 'exit code 0');
+  const lines = server.output();
+  t.ok(lines.indexOf('withdrawing') < lines.indexOf('shutting down'), 'withdrawn, then drained');
+  t.match(lines, new RegExp(`"graceMs":${graceMs}`));
 });
 
 t.test('the shutdown bound cuts what does not finish in time', async (t) => {

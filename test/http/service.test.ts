@@ -48,6 +48,23 @@ t.test('draining: readiness 503 at once, new work refused, health still answers'
   t.equal((await app.inject({ url: '/api/styles' })).statusCode, 503);
 });
 
+t.test('withdrawn (the grace period after SIGTERM): readiness 503, everything else still served', async (t) => {
+  const { app } = await build(t, { pool: fakePool(), env: { API_KEYS_FILE: file } });
+  app.withdraw();
+  t.equal(app.withdrawn, true);
+  t.equal(app.draining, false, 'not draining yet');
+  const ready = await app.inject({ url: '/readyz' });
+  t.equal(ready.statusCode, 503, 'load balancers are told to stop sending');
+  t.match(ready.json(), { code: 'PTOON_NOT_READY' });
+  t.ok(Number(ready.headers['retry-after']) >= 1);
+  t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'alive: a liveness probe must not restart it');
+  const styles = await app.inject({ url: '/api/styles' });
+  t.equal(styles.statusCode, 200, 'requests are still served');
+  t.not(styles.headers['connection'], 'close');
+  app.drain();
+  t.equal((await app.inject({ url: '/api/styles' })).statusCode, 503, 'until the drain begins');
+});
+
 t.test('security headers', async (t) => {
   const { app } = await build(t, { pool: fakePool(), env: { API_KEYS_FILE: file } });
   for (const url of ['/api/styles', '/nope']) {
