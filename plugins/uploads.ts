@@ -87,7 +87,7 @@ async function uploadsPlugin(fastify: FastifyInstance, opts: UploadsOptions) {
   // An answer to a request whose body was not read (refused early, a GET with a body, an unknown URL) closes the
   // connection: to keep it alive, Node would read and discard the whole body, up to the client's Content-Length.
   fastify.addHook('onSend', async (request, reply) => {
-    if (!request.raw.complete) reply.header('connection', 'close');
+    if (request.raw.complete === false) reply.header('connection', 'close'); // undefined under app.inject
   });
 
   // Our own reader, not Fastify's `parseAs: 'buffer'`: that one leaves every chunk it concatenates to the garbage
