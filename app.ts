@@ -4,9 +4,9 @@
  * run the same app the service runs.
  *
  * Order matters and is spelled out here rather than left to file names:
- *   errors first (every later failure needs the handler) -> drain -> pool (start-up fails here on a bad model)
+ *   errors first (every later failure needs the handler) -> security headers (the first hook) -> drain -> pool (start-up fails here on a bad model)
  *   -> upload budget -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
- *   metrics (they read what auth, the pool and the store decorate) -> helmet -> rate limit (after auth: it counts
+ *   metrics (they read what auth, the pool and the store decorate) -> rate limit (after auth: it counts
  *   by key id) -> same-origin -> body parsers -> scrubbing of unread bytes -> OpenAPI (before routes: it collects them) -> 404 -> routes.
  */
 import { randomUUID } from 'node:crypto';
@@ -68,6 +68,8 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
     // Read lazily: the pool is decorated just below.
     retryAfter: () => fastify.pool.retryAfterSeconds(),
   });
+  // Security headers first among the hooks: every answer carries them, those of the drain and the limits included.
+  await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
   await fastify.register(drainPlugin);
   await fastify.register(poolPlugin, {
     pool: opts.pool,
@@ -97,7 +99,6 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(rateLimitStorePlugin, { url: config.redisUrl, timeoutMs: config.redisTimeoutMs, cache: CACHE_SIZE });
   await fastify.register(requestLogPlugin);
   await fastify.register(metricsPlugin, { host: config.metricsHost, port: config.metricsPort });
-  await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
   await fastify.register(rateLimitPlugin, {
     max: config.rateLimitCheapMax,
     windowMs: config.rateLimitWindowMs,
@@ -176,6 +177,7 @@ export function buildApp(config: Config, deps: AppDeps = {}): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 100 },
     // Errors raised before routing (a malformed URL) get our shape too, without echoing the URL.
     frameworkErrors: (_error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+      fastify.applySecurityHeaders(request.raw, reply.raw); // no hook runs before this answer
       sendError(request, reply, new BadRequestError('The URL is not valid'));
     },
     ...(tls !== null ? { https: { ...tls, ...TLS_SETTINGS } } : {}),

@@ -266,11 +266,20 @@ function reader(env: Env) {
       const entries = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
       for (const entry of entries) {
         if (!isProxyEntry(entry)) throw new ConfigError(name, `${JSON.stringify(entry)} is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`);
+        // 0.0.0.0/0 or ::/0 is `true` in disguise; any range this wide takes in public addresses that are no proxy.
+        const [address, bits] = entry.split('/');
+        if (bits !== undefined && Number(bits) < (isIP(address!) === 4 ? MIN_PROXY_PREFIX_V4 : MIN_PROXY_PREFIX_V6)) {
+          throw new ConfigError(name, `${JSON.stringify(entry)} is too wide a range for proxies: it would trust any client's X-Forwarded-For; name the proxies' addresses or their subnet`);
+        }
       }
       return Object.freeze(entries);
     },
   };
 }
+
+/** The widest proxy ranges believed: 10.0.0.0/8 and fc00::/7-style private ranges pass, 0.0.0.0/0-style ones do not. */
+const MIN_PROXY_PREFIX_V4 = 8;
+const MIN_PROXY_PREFIX_V6 = 7;
 
 /** What proxy-addr (Fastify's trustProxy) accepts: an address, a CIDR, or a named range. */
 function isProxyEntry(entry: string): boolean {

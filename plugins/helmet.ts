@@ -1,12 +1,24 @@
 /**
- * Security headers on every answer (@fastify/helmet), with a strict Content-Security-Policy for the web page:
- * our own scripts, styles and fonts only (no inline script, no third-party origin), images from us or from the
- * page's own blob:/data: URLs (the result preview), never framed, no referrer.
- * @see https://github.com/fastify/fastify-helmet
+ * Security headers on every answer (helmet), with a strict Content-Security-Policy for the web page: our own
+ * scripts, styles and fonts only (no inline script, no third-party origin), images from us or from the page's own
+ * blob:/data: URLs (the result preview), never framed, no referrer.
+ *
+ * Every answer means every one: the headers are set by the app's first onRequest hook, so that answers from any later
+ * hook carry them (with @fastify/helmet, registered later, the drain's 503 did not), and by the handler of errors
+ * Fastify raises before any hook runs (a malformed URL: `applySecurityHeaders` in app.ts).
+ * @see https://helmetjs.github.io/
  */
-import helmet from '@fastify/helmet';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import helmet from 'helmet';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Sets the security headers on a raw response: for answers sent outside the request lifecycle. */
+    applySecurityHeaders(req: IncomingMessage, res: ServerResponse): void;
+  }
+}
 
 export interface HelmetPluginOptions {
   /** HSTS only makes sense when we serve TLS ourselves; behind a proxy, the proxy sends it. */
@@ -28,8 +40,7 @@ export const CSP_DIRECTIVES = {
 };
 
 async function helmetPlugin(fastify: FastifyInstance, opts: HelmetPluginOptions) {
-  await fastify.register(helmet, {
-    global: true,
+  const setHeaders = helmet({
     contentSecurityPolicy: {
       // No defaults merged in: every directive above is one we chose. Notably no `upgrade-insecure-requests`,
       // which would break the page on a plain-HTTP LAN address.
@@ -42,6 +53,13 @@ async function helmetPlugin(fastify: FastifyInstance, opts: HelmetPluginOptions)
     crossOriginOpenerPolicy: { policy: 'same-origin' },
     strictTransportSecurity: opts.tls ? { maxAge: 31_536_000, includeSubDomains: false } : false,
     xFrameOptions: { action: 'deny' },
+  });
+  const apply = (req: IncomingMessage, res: ServerResponse) => setHeaders(req, res, () => {});
+  fastify.decorate('applySecurityHeaders', apply);
+  // The first onRequest hook of the app (app.ts registers this plugin first after the error handler): answers from
+  // any later hook (the drain's 503, a rate limit, auth) carry the headers too.
+  fastify.addHook('onRequest', async (request, reply) => {
+    apply(request.raw, reply.raw);
   });
 }
 

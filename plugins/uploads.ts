@@ -24,6 +24,16 @@ export const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'] as cons
 /** The option fields a form may carry besides the file; the route rejects any other name. */
 export const OPTION_FIELDS = ['style', 'format', 'quality', 'max_size', 'require_face'] as const;
 
+/** Room for a form's envelope around the image: boundaries, part headers and the option fields. */
+export const MULTIPART_ENVELOPE_BYTES = 64 * 1024;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by a reader that gave up half-way on a body worth draining (see the onSend hook below). */
+    drainBody: boolean;
+  }
+}
+
 export interface UploadsOptions {
   maxUploadBytes: number;
 }
@@ -86,8 +96,16 @@ async function uploadsPlugin(fastify: FastifyInstance, opts: UploadsOptions) {
 
   // An answer to a request whose body was not read (refused early, a GET with a body, an unknown URL) closes the
   // connection: to keep it alive, Node would read and discard the whole body, up to the client's Content-Length.
+  // A form refused half-read (a second file, a bad field) whose declared length is within the upload limit is the
+  // exception: the rest is read and discarded (and wiped: plugins/scrub.ts), so that the client, still sending, gets
+  // the answer instead of a broken pipe.
+  const drainLimit = opts.maxUploadBytes + MULTIPART_ENVELOPE_BYTES;
+  fastify.decorateRequest('drainBody', false);
   fastify.addHook('onSend', async (request, reply) => {
-    if (request.raw.complete === false) reply.header('connection', 'close'); // undefined under app.inject
+    if (request.raw.complete !== false) return; // read to its end; undefined under app.inject
+    const declared = Number(request.headers['content-length']);
+    if (request.drainBody && Number.isSafeInteger(declared) && declared <= drainLimit) return;
+    reply.header('connection', 'close');
   });
 
   // Our own reader, not Fastify's `parseAs: 'buffer'`: that one leaves every chunk it concatenates to the garbage

@@ -77,9 +77,9 @@ const errorResponses = { '4xx': { $ref: 'PtoonError#' }, '5xx': { $ref: 'PtoonEr
 
 /**
  * The image and form fields of a multipart body. Every part is consumed or destroyed, so no request hangs; when the
- * form is refused half-read, the connection is closed after the answer rather than left with unread bytes.
+ * form is refused half-read, its rest is read and discarded (plugins/uploads.ts) so that the client gets the answer.
  */
-async function readForm(request: FastifyRequest, reply: FastifyReply, maxUploadBytes: number): Promise<{ bytes: Buffer; fields: Record<string, string> }> {
+async function readForm(request: FastifyRequest, maxUploadBytes: number): Promise<{ bytes: Buffer; fields: Record<string, string> }> {
   let image: Buffer | null = null;
   const fields: Record<string, string> = {};
   try {
@@ -110,7 +110,7 @@ async function readForm(request: FastifyRequest, reply: FastifyReply, maxUploadB
     }
   } catch (err) {
     image?.fill(0);
-    reply.header('connection', 'close');
+    request.drainBody = request.uploadCut === null; // a form refused half-read: answered once its rest is read
     if (request.uploadCut !== null) throw request.uploadCut; // too slow: whatever the parser made of the cut
     const code = (err as { code?: unknown }).code;
     // Busboy's own parse errors carry no code: a malformed body, not a server fault.
@@ -184,7 +184,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   }
 
   async function cartoonize(request: FastifyRequest, reply: FastifyReply) {
-    const upload = request.isMultipart() ? await readForm(request, reply, config.maxUploadBytes) : { bytes: request.body as Buffer, fields: null };
+    const upload = request.isMultipart() ? await readForm(request, config.maxUploadBytes) : { bytes: request.body as Buffer, fields: null };
     const { bytes } = upload;
     let handedOver = false;
     try {

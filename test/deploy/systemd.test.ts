@@ -83,6 +83,8 @@ t.test('the template is the service, differing only where its header says', asyn
   t.same(values(service, 'LimitCORE'), ['0'], 'no core dumps');
   t.same(values(service, 'CapabilityBoundingSet'), [''], 'no capabilities');
   t.same(values(service, 'ReadWritePaths'), [], 'no writable path');
+  t.same(values(service, 'ReadOnlyPaths'), ['/tmp /var/tmp'], 'not even the private /tmp and /var/tmp');
+  t.same(values(service, 'PrivateTmp'), ['yes'], 'which stay private (the exposure score counts it)');
   const stopSeconds = Number(/^(\d+)s$/.exec(values(service, 'TimeoutStopSec')[0] ?? '')?.[1]);
   t.ok(stopSeconds * 1000 > 10_000, `TimeoutStopSec (${stopSeconds} s) outlasts SHUTDOWN_TIMEOUT_MS (10 s)`);
   t.ok(values(service, 'Environment').includes('API_KEYS_FILE=%d/api-keys') && values(service, 'LoadCredential').includes('api-keys:/etc/privatoon/api-keys.txt'), 'keys as a credential');
@@ -266,8 +268,8 @@ const canSandbox =
           : false;
 
 /**
- * In a private mount namespace: every mount read-only (ProtectSystem=strict, no ReadWritePaths), a fresh /tmp
- * (PrivateTmp, unless the checkout lives there), empty /home and /root (ProtectHome, unless the checkout lives there), no core dumps, umask 077; then
+ * In a private mount namespace: every mount read-only (ProtectSystem=strict, no ReadWritePaths), a fresh read-only /tmp
+ * (PrivateTmp with ReadOnlyPaths=/tmp, unless the checkout lives there), empty /home and /root (ProtectHome, unless the checkout lives there), no core dumps, umask 077; then
  * uid/gid 65534 with no capabilities and no new privileges (DynamicUser, CapabilityBoundingSet=, NoNewPrivileges).
  */
 const SANDBOX = `set -e
@@ -275,7 +277,7 @@ awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r m; do
   case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
   mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
-case "$ROOT/" in /tmp/*) ;; *) mount -t tmpfs -o mode=1777,size=16m,nosuid,nodev tmpfs /tmp ;; esac
+case "$ROOT/" in /tmp/*) ;; *) mount -t tmpfs -o ro,mode=1777,size=16m,nosuid,nodev tmpfs /tmp ;; esac
 for home in /home /root; do
   case "$ROOT/" in "$home"/*) ;; *) if [ -d "$home" ]; then mount -t tmpfs -o mode=000,size=1m tmpfs "$home"; fi ;; esac
 done

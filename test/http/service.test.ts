@@ -84,6 +84,21 @@ t.test('security headers', async (t) => {
   }
 });
 
+t.test('security headers on every answer: a malformed URL, a rate-limited one, the shutdown 503', async (t) => {
+  const { app } = await build(t, { pool: fakePool(), env: { API_KEYS_FILE: file, RATE_LIMIT_CHEAP_MAX: '1' } });
+  const check = (res: { statusCode: number; headers: Record<string, unknown> }, what: string, status: number) => {
+    t.equal(res.statusCode, status, what);
+    t.match(String(res.headers['content-security-policy']), /default-src 'self'/, `${what}: CSP`);
+    t.equal(res.headers['x-content-type-options'], 'nosniff', `${what}: nosniff`);
+    t.equal(res.headers['x-frame-options'], 'DENY', `${what}: X-Frame-Options`);
+  };
+  check(await app.inject({ url: '/api/%' }), 'malformed URL', 400);
+  await app.inject({ url: '/api/styles' });
+  check(await app.inject({ url: '/api/styles' }), 'rate limited', 429);
+  app.drain();
+  check(await app.inject({ url: '/api/styles' }), 'shutting down', 503);
+});
+
 t.test('the OpenAPI document comes from the route schemas', async (t) => {
   const { app } = await build(t, { pool: fakePool(), env: { API_KEYS_FILE: file } });
   const res = await app.inject({ url: '/openapi.json' });

@@ -171,3 +171,18 @@ t.test('a client that hangs up once its body is sent, while the pool is busy, ge
   await until(() => pool.ready, 'the worker to be replaced', 10_000);
   t.equal((await post(`${base}/api/cartoonize`, images.jpeg, { ...key, 'content-type': 'image/jpeg' })).status, 200, 'the next client is served');
 });
+
+t.test('a form with three large files in "image" gets the documented 400, not a broken pipe', async (t) => {
+  const pool = await startPool(t, { workers: 1, maxQueue: 4 });
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '1000' } });
+  const base = await listen(app);
+  const big = Buffer.concat([images.jpeg, Buffer.alloc(3_000_000, 7)]);
+  const body = new FormData();
+  for (let i = 0; i < 3; i++) body.append('image', new Blob([big], { type: 'image/jpeg' }), `photo${i}.jpg`);
+  const answer = await post(`${base}/api/cartoonize`, body, key).catch((err: Error) => err);
+  t.notOk(answer instanceof Error, `the client reads an answer (${answer instanceof Error ? String(answer.cause ?? answer) : 'ok'})`);
+  if (answer instanceof Error) return;
+  t.equal(answer.status, 400);
+  t.match(answer.json(), { code: 'PTOON_BAD_REQUEST', message: /exactly one file/ });
+  t.equal((await post(`${base}/api/cartoonize`, images.jpeg, { ...key, 'content-type': 'image/jpeg' })).status, 200, 'and the next request is served');
+});
