@@ -1,0 +1,40 @@
+/** The messages between the fuzz supervisor and its child process (Node IPC, advanced serialisation). Types only. */
+import type { Limits, Stage } from './pipeline.js';
+
+/** Test-only faults, to prove the supervisor sees what it must: the child aborts, spins, or throws at these cases. */
+export interface Inject {
+  crashAt?: readonly number[];
+  hangAt?: readonly number[];
+  throwAt?: readonly number[];
+}
+
+export type ToChild =
+  | { type: 'start'; runSeed: number; limits: Limits; inject?: Inject | undefined }
+  /** Runs cases from, from + step, ... below to; one 'case' message each, then 'batch-done'. */
+  | { type: 'run'; from: number; to: number; step: number }
+  /** Builds a case without running it: its seed, its mutations and (when asked) its bytes. */
+  | { type: 'describe'; index: number; bytes: boolean };
+
+export type RawOutcome = 'ok' | 'coded' | 'uncoded';
+
+export interface CaseMessage {
+  type: 'case';
+  index: number;
+  outcome: RawOutcome;
+  /** ImageInputError's code, for coded outcomes. */
+  code?: string | undefined;
+  stage: Stage;
+  ms: number;
+  /** The error's name and first line, for uncoded outcomes. */
+  message?: string | undefined;
+  seed: string;
+  mutations: string[];
+  /** getrusage's peak RSS of the child so far, bytes. */
+  maxRss: number;
+}
+
+export type FromChild =
+  | { type: 'ready'; seeds: string[]; rss: number }
+  | CaseMessage
+  | { type: 'batch-done'; rss: number; maxRss: number }
+  | { type: 'described'; index: number; seed: string; mutations: string[]; bytes?: Uint8Array | undefined };

@@ -1,0 +1,58 @@
+/** The fuzz run's tables, in the bench scripts' Markdown style. */
+import { mib, ms, summarize, table } from '../lib/stats.js';
+import type { CaseResult, FuzzReport } from './supervisor.js';
+
+const CODES = ['BAD_IMAGE', 'TOO_MANY_PIXELS', 'UNSUPPORTED_FORMAT'] as const;
+
+/** Findings that fail a run: every non-coded error and crash, and hangs that happen again when run alone. */
+export function failures(report: FuzzReport): CaseResult[] {
+  return report.findings.filter((f) => f.outcome === 'uncoded' || f.outcome === 'crash' || (f.outcome === 'hang' && f.reproduced !== false));
+}
+
+export function summaryTable(report: FuzzReport): string {
+  const n = (key: string) => String(report.outcomes[key] ?? 0);
+  const otherCodes = Object.keys(report.outcomes).filter((k) => k.startsWith('coded ') && !CODES.includes(k.slice(6) as never));
+  const hangs = report.findings.filter((f) => f.outcome === 'hang');
+  const hangCell = hangs.length === 0 ? '0' : `${hangs.length} (${hangs.filter((h) => h.reproduced !== false).length} again alone)`;
+  const t = summarize(report.times.filter(Number.isFinite));
+  return table(
+    ['cases', 'ok', ...CODES.map((c) => `coded ${c}`), ...otherCodes, 'non-coded', `hang (> ${report.hangMs / 1000} s)`, 'crash', 'cases/s', 'case p50 / p99 / max ms', 'child peak RSS MiB'],
+    [[
+      String(report.cases),
+      n('ok'),
+      ...CODES.map((c) => n(`coded ${c}`)),
+      ...otherCodes.map(n),
+      n('non-coded'),
+      hangCell,
+      n('crash'),
+      (report.cases / report.seconds).toFixed(0),
+      `${ms(t.p50)} / ${ms(t.p99)} / ${ms(t.max)}`,
+      mib(report.peakRss),
+    ]],
+  );
+}
+
+export function stageTable(report: FuzzReport): string {
+  const rows = Object.entries(report.codedByStage).sort((a, b) => b[1] - a[1]);
+  return table(['coded error, where raised', 'cases'], rows.map(([k, v]) => [k, String(v)]));
+}
+
+export function mutatorTable(report: FuzzReport): string {
+  const rows = Object.entries(report.byMutator).sort((a, b) => b[1].cases - a[1].cases);
+  const pct = (part: number, whole: number) => (whole === 0 ? '-' : `${((100 * part) / whole).toFixed(0)}%`);
+  return table(
+    ['mutator', 'cases', 'ok', 'past the header (decoded)', 'findings'],
+    rows.map(([name, m]) => [name, String(m.cases), pct(m.ok, m.cases), pct(m.decoded, m.cases), String(m.findings)]),
+  );
+}
+
+export function findingLines(report: FuzzReport, command: string): string {
+  if (report.findings.length === 0) return 'No findings.';
+  return report.findings
+    .map((f) => {
+      const again = f.reproduced === undefined ? '' : f.reproduced ? ' (again when run alone)' : ' (not again when run alone)';
+      const what = `${f.seed ?? '?'} + [${(f.mutations ?? []).join(', ')}]`;
+      return `- ${f.outcome} at case ${f.index}${again}: ${what}: ${f.detail ?? ''}\n  reproduce: ${command} --seed ${report.runSeed} --only ${f.index}`;
+    })
+    .join('\n');
+}
