@@ -18,8 +18,9 @@ let runSeed = 0;
 let limits: Limits = { maxInputPixels: 0, maxOutputSide: 0 };
 let inject: Inject = {};
 
-async function runCase(index: number): Promise<CaseMessage> {
+async function runCase(index: number, announce: boolean): Promise<CaseMessage> {
   const fuzzCase = makeCase(corpus, runSeed, index);
+  if (announce) await send({ type: 'announce', index, seed: fuzzCase.seed, mutations: fuzzCase.mutations });
   const stage: { at: Stage } = { at: 'probe' };
   const started = performance.now();
   let outcome: CaseMessage['outcome'] = 'ok';
@@ -64,7 +65,7 @@ async function handle(message: ToChild): Promise<void> {
       await send({ type: 'ready', seeds: corpus.map((s) => s.name), rss: process.memoryUsage.rss() });
       return;
     case 'run':
-      for (let i = message.from; i < message.to; i += message.step) await send(await runCase(i));
+      for (let i = message.from; i < message.to; i += message.step) await send(await runCase(i, message.announce === true));
       await send({ type: 'batch-done', rss: process.memoryUsage.rss(), maxRss: maxRss() });
       return;
     case 'describe': {

@@ -18,6 +18,7 @@ import {
   readU16BE,
   readU24LE,
   readU32BE,
+  readU32LE,
   serializePng,
   serializeWebp,
   writeU16BE,
@@ -302,6 +303,30 @@ const jpegDuplicatePart = jpegMutator('jpeg-duplicate-segment', (parts, rng) => 
   return joinParts(parts);
 });
 
+/**
+ * The progressive-JPEG CPU bomb: a large frame and thousands of near-empty scans, each of which makes the decoder
+ * walk the whole coefficient buffer again. Small on the wire, slow to decode unless the decoder bounds the scans.
+ */
+const jpegScanBomb = jpegMutator('jpeg-scan-bomb', (parts, rng) => {
+  const sos = parts.findIndex((p) => p.marker === JPEG.SOS);
+  const sof = parts.findIndex((p) => isSof(p.marker));
+  if (sos < 0 || sof < 0) return undefined;
+  const frame = parts[sof]!.bytes.slice();
+  if (rng.chance(0.5)) frame[1] = 0xc2; // progressive, whatever the seed was
+  const side = rng.pick([512, 1024, 2048, 4096]);
+  writeU16BE(frame, 5, side);
+  writeU16BE(frame, 7, side);
+  parts[sof] = { marker: frame[1]!, bytes: frame };
+  // The last scan header of the file (a progressive refinement scan, in progressive seeds), with a few data bytes.
+  const last = parts.map((p, i) => [p, i] as const).filter(([p]) => p.marker === JPEG.SOS).pop()!;
+  const scan: Uint8Array[] = [last[0].bytes, rng.bytes(rng.between(0, 4)).map((b) => (b === 0xff ? 0 : b))];
+  const copies = rng.pick([100, 1000, 5000, 20000]);
+  const eoi = parts.findIndex((p) => p.marker === JPEG.EOI);
+  const bomb = concat(Array.from({ length: copies }, () => scan).flat());
+  parts.splice(eoi >= 0 ? eoi : parts.length, 0, { marker: 'scan', bytes: bomb });
+  return joinParts(parts);
+});
+
 const jpegSwapParts = jpegMutator('jpeg-swap-segments', (parts, rng) => {
   if (parts.length < 4) return undefined;
   const a = rng.between(1, parts.length - 1);
@@ -369,6 +394,7 @@ const JPEG_MUTATORS: readonly Mutator[] = [
   jpegRestart,
   jpegDropPart,
   jpegDuplicatePart,
+  jpegScanBomb,
   jpegSwapParts,
   jpegNoEoi,
   jpegLengthField,
@@ -481,6 +507,20 @@ const pngDuplicateChunk = pngMutator('png-duplicate-chunk', (chunks, rng) => {
   return chunks;
 });
 
+/** Thousands of small chunks: empty IDATs between the real ones, or ancillary text and unknown chunks. */
+const pngChunkFlood = pngMutator('png-chunk-flood', (chunks, rng) => {
+  const idat = chunks.findIndex((c) => c.type === 'IDAT');
+  if (idat < 0) return undefined;
+  const filler: PngChunk = rng.weighted<() => PngChunk>([
+    [() => ({ type: 'IDAT', data: new Uint8Array(0), crc: 0 }), 1],
+    [() => ({ type: 'tEXt', data: ascii('k\0v'), crc: 0 }), 1],
+    [() => ({ type: 'prVt', data: rng.bytes(8), crc: 0 }), 1],
+    [() => ({ type: 'sPLT', data: concat([ascii('p\0'), Uint8Array.of(8), rng.bytes(12)]), crc: 0 }), 1],
+  ])();
+  chunks.splice(filler.type === 'IDAT' ? idat + 1 : idat, 0, ...Array.from({ length: rng.pick([1000, 5000, 20000]) }, () => filler));
+  return chunks;
+});
+
 const pngSwapChunks = pngMutator('png-swap-chunks', (chunks, rng) => {
   if (chunks.length < 2) return undefined;
   const a = rng.below(chunks.length);
@@ -532,7 +572,7 @@ const pngFraming: Mutator = {
   },
 };
 
-const PNG_MUTATORS: readonly Mutator[] = [pngIhdr, pngIhdr, pngIdatSplit, pngZlib, pngZlib, pngDropChunk, pngDuplicateChunk, pngSwapChunks, pngInsertChunk, pngInsertChunk, pngFraming];
+const PNG_MUTATORS: readonly Mutator[] = [pngIhdr, pngIhdr, pngIdatSplit, pngZlib, pngZlib, pngDropChunk, pngDuplicateChunk, pngChunkFlood, pngSwapChunks, pngInsertChunk, pngInsertChunk, pngFraming];
 
 // ----------------------------------------------------------------------------------------------------------- WebP
 
@@ -626,13 +666,26 @@ const webpVp8lHeader = webpMutator('webp-vp8l-header', (chunks, rng) =>
   }),
 );
 
+/** The picture size a simple file's VP8 or VP8L header gives (the canvas a valid VP8X would declare). */
+function imageSize(chunks: readonly RiffChunk[]): [number, number] {
+  const image = chunks.find((c) => c.type === 'VP8 ' || c.type === 'VP8L');
+  if (image?.type === 'VP8 ' && image.data.length >= 10) return [(image.data[6]! | (image.data[7]! << 8)) & 0x3fff, (image.data[8]! | (image.data[9]! << 8)) & 0x3fff];
+  if (image?.type === 'VP8L' && image.data.length >= 5) {
+    const bits = readU32LE(image.data, 1);
+    return [(bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1];
+  }
+  return [1, 1];
+}
+
 /** VP8X: the canvas size, the feature flags, or an extended header added to a simple file. */
 const webpVp8x = webpMutator('webp-vp8x', (chunks, rng) => {
   const existing = chunks.findIndex((c) => c.type === 'VP8X');
   if (existing < 0) {
     // ICC 0x20, alpha 0x10, EXIF 0x08, XMP 0x04, animation 0x02: claims the file may or may not honour.
-    const flags = rng.pick([0x00, 0x10, 0x20, 0x08, 0x02, 0x3e, 0xff]);
-    chunks.unshift(vp8x(flags, rng.pick([1, 16, 320, 0x1000000]), rng.pick([1, 16, 240, 0x1000000])));
+    const flags = rng.pick([0x00, 0x00, 0x10, 0x20, 0x08, 0x02, 0x3e, 0xff]);
+    const [w, h] = imageSize(chunks);
+    const canvas = rng.chance(0.6) ? [w, h] : [rng.pick([1, w + 1, 0x1000000]), rng.pick([1, h - 1, 0x1000000])];
+    chunks.unshift(vp8x(flags, canvas[0]!, canvas[1]!));
     return chunks;
   }
   return editChunk(chunks, rng, ['VP8X'], (d) => {
@@ -650,17 +703,21 @@ const webpVp8x = webpMutator('webp-vp8x', (chunks, rng) => {
 const webpAnim = webpMutator('webp-anim', (chunks, rng) => {
   const frames = chunks.filter((c) => c.type === 'ANMF');
   if (frames.length === 0) {
-    // A still image turned into a one-frame animation with a hostile frame rectangle.
+    // A still image turned into a one-frame animation, its frame rectangle right or hostile.
     const image = chunks.findIndex((c) => c.type === 'VP8 ' || c.type === 'VP8L');
     if (image < 0) return undefined;
+    const [w, h] = imageSize(chunks);
+    const honest = rng.chance(0.5);
     const head = new Uint8Array(16);
-    writeU24LE(head, 0, rng.pick([0, 1, 0x7fffff]));
-    writeU24LE(head, 3, rng.pick([0, 1, 0x7fffff]));
-    writeU24LE(head, 6, rng.pick(SIDES_24));
-    writeU24LE(head, 9, rng.pick(SIDES_24));
+    writeU24LE(head, 0, honest ? 0 : rng.pick([0, 1, 0x7fffff]));
+    writeU24LE(head, 3, honest ? 0 : rng.pick([0, 1, 0x7fffff]));
+    writeU24LE(head, 6, honest ? w - 1 : rng.pick(SIDES_24));
+    writeU24LE(head, 9, honest ? h - 1 : rng.pick(SIDES_24));
+    writeU24LE(head, 12, rng.pick([0, 100, 0xffffff]));
     const inner = serializeWebp([chunks[image]!]).subarray(12);
     const anim: RiffChunk = { type: 'ANIM', data: Uint8Array.of(0, 0, 0, 0, 0, 0) };
-    return [vp8x(0x02 | (rng.chance(0.5) ? 0x10 : 0), rng.pick([1, 320, 0xffffff]), rng.pick([1, 240, 0xffffff])), anim, { type: 'ANMF', data: concat([head, inner]) }];
+    const canvas = honest ? [w, h] : [rng.pick([1, w, 0xffffff]), rng.pick([1, h, 0xffffff])];
+    return [vp8x(0x02 | (rng.chance(0.5) ? 0x10 : 0), canvas[0]!, canvas[1]!), anim, { type: 'ANMF', data: concat([head, inner]) }];
   }
   return rng.weighted<() => RiffChunk[] | undefined>([
     [() => editChunk(chunks, rng, ['ANMF'], (d) => {

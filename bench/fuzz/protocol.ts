@@ -10,8 +10,8 @@ export interface Inject {
 
 export type ToChild =
   | { type: 'start'; runSeed: number; limits: Limits; inject?: Inject | undefined }
-  /** Runs cases from, from + step, ... below to; one 'case' message each, then 'batch-done'. */
-  | { type: 'run'; from: number; to: number; step: number }
+  /** Runs cases from, from + step, ... below to; one 'case' message each (after an 'announce' when asked), then 'batch-done'. */
+  | { type: 'run'; from: number; to: number; step: number; announce?: boolean }
   /** Builds a case without running it: its seed, its mutations and (when asked) its bytes. */
   | { type: 'describe'; index: number; bytes: boolean };
 
@@ -37,4 +37,6 @@ export type FromChild =
   | { type: 'ready'; seeds: string[]; rss: number }
   | CaseMessage
   | { type: 'batch-done'; rss: number; maxRss: number }
+  /** A case about to run: what it is, known to the supervisor even if it never ends. */
+  | { type: 'announce'; index: number; seed: string; mutations: string[] }
   | { type: 'described'; index: number; seed: string; mutations: string[]; bytes?: Uint8Array | undefined };

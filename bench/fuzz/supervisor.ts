@@ -95,7 +95,7 @@ class Child {
     this.process = fork(CHILD, [], {
       cwd: ROOT,
       execArgv: CHILD.endsWith('.ts') ? ['--import', 'tsx'] : [],
-      env: { ...env, TSX_DISABLE_CACHE: '1' },
+      env,
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
@@ -184,6 +184,8 @@ interface LaneContext {
   onReady: (rss: number, seeds: string[]) => void;
   /** Peak RSS so far of a child; `endRss` when the lane's last batch is done. */
   onRss: (maxRss: number, endRss?: number) => void;
+  /** When set, the child announces each case before running it (for reruns: a crash is then described too). */
+  onAnnounce?: (index: number, seed: string, mutations: string[]) => void;
 }
 
 /** Cases from, from + step, ... below to, through one child at a time; crashes and hangs replace the child. */
@@ -220,13 +222,15 @@ async function runLane(ctx: LaneContext, from: number, to: number, step: number)
             next = m.index + step;
             caseStarted = performance.now();
             ctx.onResult(fromMessage(m, options.hangMs));
+          } else if (m.type === 'announce') {
+            ctx.onAnnounce?.(m.index, m.seed, m.mutations);
           } else if (m.type === 'batch-done') {
             ctx.onRss(m.maxRss, batchEnd >= to ? m.rss : undefined);
             finish('done');
           }
         });
         void current.exited.then(() => finish('died'));
-        current.send({ type: 'run', from: next, to: batchEnd, step });
+        current.send({ type: 'run', from: next, to: batchEnd, step, announce: ctx.onAnnounce !== undefined });
       });
       if (outcome === 'done') continue;
       const why = await current.exited;
@@ -246,11 +250,16 @@ async function runLane(ctx: LaneContext, from: number, to: number, step: number)
 
 /** Runs one case alone in a fresh child, with its description: does it crash or hang again? */
 export async function rerunAlone(options: FuzzOptions, index: number): Promise<CaseResult & { seed: string; mutations: string[] }> {
-  const [described] = await describeCases(options, [index]);
   let result: CaseResult = { index, outcome: 'crash', ms: NaN, detail: 'no result' };
+  let described = { seed: '?', mutations: [] as string[] };
   const start: Extract<ToChild, { type: 'start' }> = { type: 'start', runSeed: options.runSeed, limits: options.limits, inject: options.inject };
-  await runLane({ options, start, onResult: (r) => (result = r), onReady: () => {}, onRss: () => {} }, index, index + 1, 1);
-  return { ...result, seed: described!.seed, mutations: described!.mutations };
+  await runLane(
+    { options, start, onResult: (r) => (result = r), onReady: () => {}, onRss: () => {}, onAnnounce: (_, seed, mutations) => (described = { seed, mutations }) },
+    index,
+    index + 1,
+    1,
+  );
+  return { ...result, ...described };
 }
 
 /** The seeds and mutations of some cases (and their bytes, when asked), from a child that runs none of them. */
