@@ -18,7 +18,7 @@ import { loadConfig } from '../config.js';
 import { sniffFormat } from '../workers/sniff.js';
 import { list, num, readFlags } from './lib/args.js';
 import { machineLine } from './lib/machine.js';
-import { failures, findingLines, mutatorTable, stageTable, summaryTable } from './fuzz/report.js';
+import { failures, findingLines, memoryLine, mutatorTable, stageTable, summaryTable } from './fuzz/report.js';
 import { describeCases, outcomeKey, rerunAlone, runFuzz, type FuzzOptions } from './fuzz/supervisor.js';
 import { mib } from './lib/stats.js';
 
@@ -85,7 +85,7 @@ async function main(): Promise<number> {
       `${report.childStarts} child start(s).\n`,
   );
   console.log(summaryTable(report));
-  console.log(`\nChild RSS after building the seeds ${mib(Math.max(...report.readyRss))} MiB, at the end ${report.endRss.map(mib).join(', ') || '-'} MiB.\n`);
+  console.log(`\n${memoryLine(report)}\n`);
   console.log(stageTable(report));
   console.log('');
   console.log(mutatorTable(report));

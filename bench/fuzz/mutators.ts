@@ -463,6 +463,8 @@ const pngIdatSplit = pngMutator('png-idat-split', (chunks, rng) => {
   return withIdat(chunks, bounds.slice(1).map((end, i) => ({ type: 'IDAT', data: data.subarray(bounds[i]!, end), crc: 0 })));
 });
 
+const MAX_INFLATE = 4 * 2 ** 20;
+
 /** The zlib stream: garbage in the compressed bytes, or valid zlib around bad scanlines (filter types, lengths). */
 const pngZlib = pngMutator('png-zlib', (chunks, rng) => {
   const data = idatData(chunks);
@@ -479,7 +481,8 @@ const pngZlib = pngMutator('png-zlib', (chunks, rng) => {
   } else {
     let raw: Uint8Array;
     try {
-      raw = inflateSync(data);
+      // Bounded: the bomb seed inflates to 75 MB, which would count in the child's peak RSS against the image path.
+      raw = inflateSync(data, { maxOutputLength: MAX_INFLATE });
     } catch {
       return undefined;
     }

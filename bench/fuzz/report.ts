@@ -32,6 +32,17 @@ export function summaryTable(report: FuzzReport): string {
   );
 }
 
+/** RSS after the seeds, then at each quarter of the run: a leak shows as a climb, a big case as the peak. */
+export function memoryLine(report: FuzzReport): string {
+  const at = (fraction: number) => report.rssSamples.find((s) => s.done >= fraction * report.cases)?.rss ?? NaN;
+  const peak = report.peakCase;
+  const where = peak === undefined ? '' : `, reached at case ${peak.index} (${peak.seed} + [${(peak.mutations ?? []).join(', ')}]: ${peak.outcome === 'coded' ? `coded ${peak.code}` : peak.outcome} at ${peak.stage})`;
+  return (
+    `Child RSS: ${mib(Math.max(...report.readyRss))} MiB after building the seeds; ` +
+    `${[0.25, 0.5, 0.75, 1].map((f) => mib(at(f))).join(' / ')} MiB after 25 / 50 / 75 / 100% of the cases; peak ${mib(report.peakRss)} MiB${where}.`
+  );
+}
+
 export function stageTable(report: FuzzReport): string {
   const rows = Object.entries(report.codedByStage).sort((a, b) => b[1] - a[1]);
   return table(['coded error, where raised', 'cases'], rows.map(([k, v]) => [k, String(v)]));

@@ -57,10 +57,12 @@ export interface Tally {
   findings: CaseResult[];
   /** Case times, ms, in completion order. */
   times: number[];
-  /** Peak RSS of any child (getrusage), bytes; RSS of each child right after its corpus was built, and at its end. */
+  /** Peak RSS of any child (getrusage), bytes, and the case during which it was reached. */
   peakRss: number;
+  peakCase: CaseResult | undefined;
+  /** RSS of each child right after building its corpus; RSS after each batch of cases (`done`: cases so far). */
   readyRss: number[];
-  endRss: number[];
+  rssSamples: { done: number; rss: number }[];
   childStarts: number;
   seeds: string[];
 }
@@ -147,7 +149,7 @@ class Child {
 }
 
 export function emptyTally(): Tally {
-  return { outcomes: {}, codedByStage: {}, byMutator: {}, findings: [], times: [], peakRss: 0, readyRss: [], endRss: [], childStarts: 0, seeds: [] };
+  return { outcomes: {}, codedByStage: {}, byMutator: {}, findings: [], times: [], peakRss: 0, peakCase: undefined, readyRss: [], rssSamples: [], childStarts: 0, seeds: [] };
 }
 
 function record(tally: Tally, result: CaseResult): void {
@@ -182,8 +184,8 @@ interface LaneContext {
   onResult: (result: CaseResult) => void;
   /** A child is ready (its RSS after building the corpus, its seed names). */
   onReady: (rss: number, seeds: string[]) => void;
-  /** Peak RSS so far of a child; `endRss` when the lane's last batch is done. */
-  onRss: (maxRss: number, endRss?: number) => void;
+  /** A child's peak RSS so far, after a case (and which) or after a batch (with its current RSS). */
+  onRss: (maxRss: number, after: { result: CaseResult } | { rss: number }) => void;
   /** When set, the child announces each case before running it (for reruns: a crash is then described too). */
   onAnnounce?: (index: number, seed: string, mutations: string[]) => void;
 }
@@ -218,14 +220,15 @@ async function runLane(ctx: LaneContext, from: number, to: number, step: number)
         }, Math.min(250, options.killMs / 4));
         const off = current.on((m) => {
           if (m.type === 'case') {
-            ctx.onRss(m.maxRss);
             next = m.index + step;
             caseStarted = performance.now();
-            ctx.onResult(fromMessage(m, options.hangMs));
+            const result = fromMessage(m, options.hangMs);
+            ctx.onResult(result);
+            ctx.onRss(m.maxRss, { result });
           } else if (m.type === 'announce') {
             ctx.onAnnounce?.(m.index, m.seed, m.mutations);
           } else if (m.type === 'batch-done') {
-            ctx.onRss(m.maxRss, batchEnd >= to ? m.rss : undefined);
+            ctx.onRss(m.maxRss, { rss: m.rss });
             finish('done');
           }
         });
@@ -313,9 +316,10 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       tally.readyRss.push(rss);
       if (tally.seeds.length === 0) tally.seeds = seeds;
     },
-    onRss: (maxRss, endRss) => {
+    onRss: (maxRss, after) => {
+      if ('rss' in after) tally.rssSamples.push({ done, rss: after.rss });
+      else if (maxRss > tally.peakRss) tally.peakCase = after.result;
       tally.peakRss = Math.max(tally.peakRss, maxRss);
-      if (endRss !== undefined) tally.endRss.push(endRss);
     },
   };
   await Promise.all(Array.from({ length: jobs }, (_, lane) => runLane(ctx, first + lane, end, jobs)));
