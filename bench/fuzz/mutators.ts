@@ -386,6 +386,27 @@ const jpegAppGarbage = jpegMutator('jpeg-app-segment', (parts, rng) => {
   return joinParts(parts);
 });
 
+/** A segment from another JPEG seed in place of this one's of the same kind (tables, frame, scan), or added. */
+const jpegDonorSegment: Mutator = {
+  name: 'jpeg-donor-segment',
+  format: 'jpeg',
+  apply(b, rng, donors) {
+    const parts = parseJpeg(b);
+    const donor = parseJpeg(rng.pick(donors.length > 0 ? donors : [b]));
+    if (parts === undefined || donor === undefined || donor.length < 2) return undefined;
+    const j = rng.between(1, donor.length - 1);
+    const span = donor[j]!.marker === JPEG.SOS && donor[j + 1]?.marker === 'scan' ? 2 : 1;
+    const same = parts.findIndex((p) => p.marker === donor[j]!.marker);
+    if (same >= 0 && rng.chance(0.7)) {
+      const ownSpan = parts[same]!.marker === JPEG.SOS && parts[same + 1]?.marker === 'scan' ? 2 : 1;
+      parts.splice(same, ownSpan, ...donor.slice(j, j + span));
+    } else {
+      parts.splice(rng.between(1, parts.length), 0, ...donor.slice(j, j + span));
+    }
+    return joinParts(parts);
+  },
+};
+
 const JPEG_MUTATORS: readonly Mutator[] = [
   jpegSofDims,
   jpegSofFields,
@@ -400,6 +421,7 @@ const JPEG_MUTATORS: readonly Mutator[] = [
   jpegLengthField,
   jpegScanData,
   jpegAppGarbage,
+  jpegDonorSegment,
 ];
 
 // ------------------------------------------------------------------------------------------------------------ PNG
@@ -575,7 +597,23 @@ const pngFraming: Mutator = {
   },
 };
 
-const PNG_MUTATORS: readonly Mutator[] = [pngIhdr, pngIhdr, pngIdatSplit, pngZlib, pngZlib, pngDropChunk, pngDuplicateChunk, pngChunkFlood, pngSwapChunks, pngInsertChunk, pngInsertChunk, pngFraming];
+/** A chunk from another PNG seed (its IHDR, PLTE, tRNS, iCCP, IDAT...) in place of this one's of the same type, or added. */
+const pngDonorChunk: Mutator = {
+  name: 'png-donor-chunk',
+  format: 'png',
+  apply(b, rng, donors) {
+    const chunks = parsePng(b);
+    const donor = parsePng(rng.pick(donors.length > 0 ? donors : [b]));
+    if (chunks === undefined || donor === undefined || donor.length === 0) return undefined;
+    const chunk = rng.pick(donor);
+    const same = chunks.findIndex((c) => c.type === chunk.type);
+    if (same >= 0 && rng.chance(0.7)) chunks[same] = chunk;
+    else chunks.splice(rng.between(0, chunks.length), 0, chunk);
+    return serializePng(chunks);
+  },
+};
+
+const PNG_MUTATORS: readonly Mutator[] = [pngIhdr, pngIhdr, pngIdatSplit, pngZlib, pngZlib, pngDropChunk, pngDuplicateChunk, pngChunkFlood, pngSwapChunks, pngInsertChunk, pngInsertChunk, pngFraming, pngDonorChunk];
 
 // ----------------------------------------------------------------------------------------------------------- WebP
 
@@ -777,7 +815,23 @@ const webpChunkOps = webpMutator('webp-chunk-ops', (chunks, rng) => {
   return chunks;
 });
 
-const WEBP_MUTATORS: readonly Mutator[] = [webpRiffSize, webpChunkSize, webpVp8Header, webpVp8Header, webpVp8lHeader, webpVp8lHeader, webpVp8x, webpAnim, webpAlpha, webpMetadata, webpChunkOps];
+/** A chunk from another WebP seed (VP8, VP8L, ALPH, VP8X, ANMF...) in place of this one's of the same type, or added. */
+const webpDonorChunk: Mutator = {
+  name: 'webp-donor-chunk',
+  format: 'webp',
+  apply(b, rng, donors) {
+    const chunks = parseWebp(b);
+    const donor = parseWebp(rng.pick(donors.length > 0 ? donors : [b]));
+    if (chunks === undefined || donor === undefined || donor.length === 0) return undefined;
+    const chunk = rng.pick(donor);
+    const same = chunks.findIndex((c) => c.type === chunk.type);
+    if (same >= 0 && rng.chance(0.7)) chunks[same] = chunk;
+    else chunks.splice(rng.between(0, chunks.length), 0, chunk);
+    return serializeWebp(chunks);
+  },
+};
+
+const WEBP_MUTATORS: readonly Mutator[] = [webpRiffSize, webpChunkSize, webpVp8Header, webpVp8Header, webpVp8lHeader, webpVp8lHeader, webpVp8x, webpAnim, webpAlpha, webpMetadata, webpChunkOps, webpDonorChunk];
 
 export const FORMAT_MUTATORS: Readonly<Record<SeedFormat, readonly Mutator[]>> = { jpeg: JPEG_MUTATORS, png: PNG_MUTATORS, webp: WEBP_MUTATORS };
 

@@ -46,13 +46,14 @@ t.test('the container parsers rebuild every seed byte for byte', async (t) => {
 });
 
 t.test('structure-aware mutators change the seeds of their format', async (t) => {
+  const donors = corpus.map((s) => s.bytes);
   for (const [format, mutators] of Object.entries(FORMAT_MUTATORS)) {
     const seeds = corpus.filter((s) => s.format === format && !s.name.includes('corrupt'));
     for (const mutator of new Set(mutators)) {
       let changed = 0;
       for (let i = 0; i < 20; i++) {
         const seed = seeds[i % seeds.length]!;
-        const out = mutator.apply(seed.bytes, new Random(i), []);
+        const out = mutator.apply(seed.bytes, new Random(i), donors);
         if (out !== undefined && Buffer.compare(Buffer.from(out), Buffer.from(seed.bytes)) !== 0) changed++;
       }
       t.ok(changed >= 5, `${mutator.name}: changed ${changed} of 20 ${format} seeds`);
