@@ -4,7 +4,7 @@
  * into it, so a case reported by index can be rebuilt exactly.
  */
 import type { OutputFormat } from '../../workers/contract.js';
-import { BYTE_MUTATORS, FORMAT_MUTATORS, type SeedFormat } from './mutators.js';
+import { BYTE_MUTATORS, FORMAT_MUTATORS, formatOf } from './mutators.js';
 import { caseSeed, Random } from './random.js';
 import type { Seed } from './seeds.js';
 
@@ -29,14 +29,6 @@ export interface FuzzCase {
   mutations: string[];
   bytes: Uint8Array;
   request: CaseRequest;
-}
-
-/** The format the bytes now frame as, for choosing structure-aware mutators (a splice may have changed it). */
-function formatOf(b: Uint8Array): SeedFormat | undefined {
-  if (b[0] === 0xff && b[1] === 0xd8) return 'jpeg';
-  if (b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return 'png';
-  if (b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46) return 'webp';
-  return undefined;
 }
 
 export function makeCase(corpus: readonly Seed[], runSeed: number, index: number): FuzzCase {

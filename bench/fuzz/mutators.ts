@@ -58,6 +58,20 @@ function side(rng: Random, extremes: readonly number[], original: number, max: n
   ])();
 }
 
+/** The format the bytes frame as, by signature (a splice may have changed it since the seed). */
+export function formatOf(b: Uint8Array): SeedFormat | undefined {
+  if (b[0] === 0xff && b[1] === 0xd8) return 'jpeg';
+  if (b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return 'png';
+  if (b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46) return 'webp';
+  return undefined;
+}
+
+/** The donors of one format (the bytes themselves when there are none). */
+function ofFormat(donors: readonly Uint8Array[], format: SeedFormat, self: Uint8Array): readonly Uint8Array[] {
+  const same = donors.filter((d) => formatOf(d) === format);
+  return same.length > 0 ? same : [self];
+}
+
 // --------------------------------------------------------------------------------------------------- byte level
 
 const bitFlip: Mutator = {
@@ -392,7 +406,7 @@ const jpegDonorSegment: Mutator = {
   format: 'jpeg',
   apply(b, rng, donors) {
     const parts = parseJpeg(b);
-    const donor = parseJpeg(rng.pick(donors.length > 0 ? donors : [b]));
+    const donor = parseJpeg(rng.pick(ofFormat(donors, 'jpeg', b)));
     if (parts === undefined || donor === undefined || donor.length < 2) return undefined;
     const j = rng.between(1, donor.length - 1);
     const span = donor[j]!.marker === JPEG.SOS && donor[j + 1]?.marker === 'scan' ? 2 : 1;
@@ -603,7 +617,7 @@ const pngDonorChunk: Mutator = {
   format: 'png',
   apply(b, rng, donors) {
     const chunks = parsePng(b);
-    const donor = parsePng(rng.pick(donors.length > 0 ? donors : [b]));
+    const donor = parsePng(rng.pick(ofFormat(donors, 'png', b)));
     if (chunks === undefined || donor === undefined || donor.length === 0) return undefined;
     const chunk = rng.pick(donor);
     const same = chunks.findIndex((c) => c.type === chunk.type);
@@ -821,7 +835,7 @@ const webpDonorChunk: Mutator = {
   format: 'webp',
   apply(b, rng, donors) {
     const chunks = parseWebp(b);
-    const donor = parseWebp(rng.pick(donors.length > 0 ? donors : [b]));
+    const donor = parseWebp(rng.pick(ofFormat(donors, 'webp', b)));
     if (chunks === undefined || donor === undefined || donor.length === 0) return undefined;
     const chunk = rng.pick(donor);
     const same = chunks.findIndex((c) => c.type === chunk.type);
