@@ -69,7 +69,7 @@ async function main(): Promise<number> {
       const r = await rerunAlone(options, index);
       const finding = r.outcome === 'uncoded' || r.outcome === 'crash' || r.outcome === 'hang';
       if (finding) bad++;
-      console.log(`case ${index} (seed ${options.runSeed}): ${r.seed} + [${r.mutations.join(', ')}]: ${outcomeKey(r)} at ${r.stage ?? '-'} in ${r.ms.toFixed(1)} ms${r.detail ? `: ${r.detail}` : ''}`);
+      console.log(`case ${index} (seed ${options.runSeed}): ${r.seed} + [${r.mutations.join(', ')}]: ${outcomeKey(r)} at ${r.stage ?? '-'} in ${r.ms.toFixed(1)} ms${r.detail ? `: ${r.detail}` : ''}; child RSS ${mib(r.readyRss)} MiB before it, peak ${mib(r.peakRss)} MiB`);
     }
     await save(options, saveDir, indices);
     return bad > 0 ? 1 : 0;

@@ -252,17 +252,26 @@ async function runLane(ctx: LaneContext, from: number, to: number, step: number)
 }
 
 /** Runs one case alone in a fresh child, with its description: does it crash or hang again? */
-export async function rerunAlone(options: FuzzOptions, index: number): Promise<CaseResult & { seed: string; mutations: string[] }> {
+export async function rerunAlone(options: FuzzOptions, index: number): Promise<CaseResult & { seed: string; mutations: string[]; readyRss: number; peakRss: number }> {
   let result: CaseResult = { index, outcome: 'crash', ms: NaN, detail: 'no result' };
   let described = { seed: '?', mutations: [] as string[] };
+  let readyRss = NaN;
+  let peakRss = NaN;
   const start: Extract<ToChild, { type: 'start' }> = { type: 'start', runSeed: options.runSeed, limits: options.limits, inject: options.inject };
   await runLane(
-    { options, start, onResult: (r) => (result = r), onReady: () => {}, onRss: () => {}, onAnnounce: (_, seed, mutations) => (described = { seed, mutations }) },
+    {
+      options,
+      start,
+      onResult: (r) => (result = r),
+      onReady: (rss) => (readyRss = rss),
+      onRss: (maxRss) => (peakRss = maxRss),
+      onAnnounce: (_, seed, mutations) => (described = { seed, mutations }),
+    },
     index,
     index + 1,
     1,
   );
-  return { ...result, ...described };
+  return { ...result, ...described, readyRss, peakRss };
 }
 
 /** The seeds and mutations of some cases (and their bytes, when asked), from a child that runs none of them. */

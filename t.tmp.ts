@@ -1,0 +1,12 @@
+import sharp from 'sharp';
+import { probe, decode } from './workers/image.js';
+import { modelSize } from './workers/tensor.js';
+const [w, h, ch, fmt] = [Number(process.argv[2]), Number(process.argv[3]), Number(process.argv[4]), process.argv[5]];
+let img = sharp({ create: { width: w, height: h, channels: ch as 3 | 4, background: { r: 10, g: 20, b: 30, alpha: 0.5 } } });
+const bytes = fmt === 'png' ? await img.png().toBuffer() : fmt === 'webp' ? await img.webp().toBuffer() : await img.jpeg().toBuffer();
+const before = process.resourceUsage().maxRSS / 1024;
+const t0 = performance.now();
+const p = await probe(bytes, 4096 * 4096);
+const size = modelSize(p.width, p.height, { maxLongSide: 1024 }, 4096);
+const d = await decode(bytes, p, size.width, size.height, 4096 * 4096);
+console.log(w, h, ch, fmt, bytes.length, 'bytes ->', d.width, d.height, (performance.now() - t0).toFixed(0), 'ms; maxRSS', before.toFixed(0), '->', (process.resourceUsage().maxRSS / 1024).toFixed(0));
