@@ -8,9 +8,10 @@
  *   npm run bench:fuzz -- --only 4242 --save-dir /some/dir   # ... and its bytes in a file (off by default)
  *
  * Outcomes: ok, coded errors (the worker's BAD_IMAGE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT: a 4xx answer), non-coded
- * errors (anything else thrown: a 500), hangs (a case over --hang-ms) and crashes (the child died). Mutated bytes
+ * errors (anything else thrown: a 500), hangs (a case over --hang-ms), memory findings (a case raising its child's RSS
+ * by more than --memory-mib) and crashes (the child died). Mutated bytes
  * stay in memory unless --save-dir names a folder. Limits are the service's (MAX_INPUT_PIXELS, MAX_OUTPUT_SIDE from
- * the environment, else their defaults). Exit code 1 on a non-coded error, a crash, or a hang that happens again.
+ * the environment, else their defaults). Exit code 1 on a non-coded error, or a crash, hang or memory finding that happens again alone.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ import { sniffFormat } from '../workers/sniff.js';
 import { list, num, readFlags } from './lib/args.js';
 import { machineLine } from './lib/machine.js';
 import { failures, findingLines, memoryLine, mutatorTable, stageTable, summaryTable } from './fuzz/report.js';
-import { describeCases, outcomeKey, rerunAlone, runFuzz, type FuzzOptions } from './fuzz/supervisor.js';
+import { describeCases, isFinding, outcomeKey, rerunAlone, runFuzz, type FuzzOptions } from './fuzz/supervisor.js';
 import { mib } from './lib/stats.js';
 
 const COMMAND = 'npm run bench:fuzz --';
@@ -31,6 +32,7 @@ const flags = readFlags(`${COMMAND} [flags]`, {
   jobs: { default: '1', help: 'child processes running cases side by side' },
   'hang-ms': { default: '2000', help: 'a case slower than this is a hang' },
   'kill-ms': { default: '10000', help: 'a case still running after this is killed with its child' },
+  'memory-mib': { default: '512', help: "a case that raises its child's RSS by more than this is a memory finding" },
   only: { default: '', help: 'comma list of case indices: run just these, alone, and describe them' },
   'save-dir': { default: '', help: 'write the bytes of --only cases and of findings there (off: no image bytes on disk)' },
 });
@@ -56,6 +58,7 @@ async function main(): Promise<number> {
     limits: { maxInputPixels: config.maxInputPixels, maxOutputSide: config.maxOutputSide },
     hangMs: num(flags['hang-ms'], 'hang-ms'),
     killMs: num(flags['kill-ms'], 'kill-ms'),
+    memoryBytes: num(flags['memory-mib'], 'memory-mib') * 2 ** 20,
     progressMs: 10_000,
     onProgress: (done, tally) =>
       process.stderr.write(`${done} cases, ${tally.findings.length} findings, child peak RSS ${mib(tally.peakRss)} MiB\n`),
@@ -67,9 +70,8 @@ async function main(): Promise<number> {
     let bad = 0;
     for (const index of indices) {
       const r = await rerunAlone(options, index);
-      const finding = r.outcome === 'uncoded' || r.outcome === 'crash' || r.outcome === 'hang';
-      if (finding) bad++;
-      console.log(`case ${index} (seed ${options.runSeed}): ${r.seed} + [${r.mutations.join(', ')}]: ${outcomeKey(r)} at ${r.stage ?? '-'} in ${r.ms.toFixed(1)} ms${r.detail ? `: ${r.detail}` : ''}; child RSS ${mib(r.readyRss)} MiB before it, peak ${mib(r.peakRss)} MiB`);
+      if (isFinding(r)) bad++;
+      console.log(`case ${index} (seed ${options.runSeed}): ${r.seed} + [${r.mutations.join(', ')}]: ${outcomeKey(r)} at ${r.stage ?? '-'} in ${r.ms.toFixed(1)} ms${r.detail ? `: ${r.detail}` : ''}; child RSS ${mib(r.readyRss)} MiB after the seeds, +${mib(r.rssGrowth ?? NaN)} MiB during the case`);
     }
     await save(options, saveDir, indices);
     return bad > 0 ? 1 : 0;

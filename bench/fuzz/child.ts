@@ -3,6 +3,7 @@
  * before starting the next (the report is flushed to the pipe first, so when this process dies the supervisor knows
  * exactly which case killed it). Mutated bytes live in memory only.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { ImageInputError } from '../../workers/image.js';
 import { makeCase } from './cases.js';
@@ -11,7 +12,30 @@ import type { CaseMessage, FromChild, Inject, ToChild } from './protocol.js';
 import { seedCorpus, type Seed } from './seeds.js';
 
 const send = (message: FromChild) => new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (err) => (err ? reject(err) : resolve())));
-const maxRss = () => process.resourceUsage().maxRSS * 1024;
+
+/**
+ * Peak RSS per case: Linux resets a process's high-water mark (VmHWM) when "5" is written to /proc/self/clear_refs
+ * (procfs, not a file on disk), so the mark read after a case is that case's own peak. Elsewhere the mark is
+ * getrusage's, for the whole life of the process.
+ */
+let canReset = true;
+function resetPeak(): void {
+  if (!canReset) return;
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    canReset = false;
+  }
+}
+function peakRss(): number {
+  try {
+    const kib = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    if (kib !== undefined) return Number(kib) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
 
 let corpus: Seed[] = [];
 let runSeed = 0;
@@ -22,6 +46,8 @@ async function runCase(index: number, announce: boolean): Promise<CaseMessage> {
   const fuzzCase = makeCase(corpus, runSeed, index);
   if (announce) await send({ type: 'announce', index, seed: fuzzCase.seed, mutations: fuzzCase.mutations });
   const stage: { at: Stage } = { at: 'probe' };
+  const rssBefore = process.memoryUsage.rss();
+  resetPeak();
   const started = performance.now();
   let outcome: CaseMessage['outcome'] = 'ok';
   let code: string | undefined;
@@ -30,6 +56,7 @@ async function runCase(index: number, announce: boolean): Promise<CaseMessage> {
     if (inject.crashAt?.includes(index)) process.abort();
     if (inject.hangAt?.includes(index)) for (;;);
     if (inject.throwAt?.includes(index)) throw new TypeError('injected fault');
+    if (inject.bloat?.at.includes(index)) Buffer.alloc(inject.bloat.mib * 2 ** 20, 1);
     await imagePath(fuzzCase.bytes, fuzzCase.request, limits, stage);
   } catch (err) {
     if (err instanceof ImageInputError) {
@@ -42,7 +69,8 @@ async function runCase(index: number, announce: boolean): Promise<CaseMessage> {
     }
   }
   const ms = performance.now() - started;
-  return { type: 'case', index, outcome, code, stage: stage.at, ms, message, seed: fuzzCase.seed, mutations: fuzzCase.mutations, maxRss: maxRss() };
+  const rssPeak = peakRss();
+  return { type: 'case', index, outcome, code, stage: stage.at, ms, message, seed: fuzzCase.seed, mutations: fuzzCase.mutations, rssBefore, rssPeak };
 }
 
 // One command at a time, in order: a 'describe' sent while a batch runs waits for it.
@@ -66,7 +94,7 @@ async function handle(message: ToChild): Promise<void> {
       return;
     case 'run':
       for (let i = message.from; i < message.to; i += message.step) await send(await runCase(i, message.announce === true));
-      await send({ type: 'batch-done', rss: process.memoryUsage.rss(), maxRss: maxRss() });
+      await send({ type: 'batch-done', rss: process.memoryUsage.rss() });
       return;
     case 'describe': {
       const fuzzCase = makeCase(corpus, runSeed, message.index);

@@ -1,11 +1,13 @@
 /** The messages between the fuzz supervisor and its child process (Node IPC, advanced serialisation). Types only. */
 import type { Limits, Stage } from './pipeline.js';
 
-/** Test-only faults, to prove the supervisor sees what it must: the child aborts, spins, or throws at these cases. */
+/** Test-only faults, to prove the supervisor sees what it must: the child aborts, spins, throws or bloats at these cases. */
 export interface Inject {
   crashAt?: readonly number[];
   hangAt?: readonly number[];
   throwAt?: readonly number[];
+  /** Touches this many MiB during the case. */
+  bloat?: { at: readonly number[]; mib: number };
 }
 
 export type ToChild =
@@ -29,14 +31,15 @@ export interface CaseMessage {
   message?: string | undefined;
   seed: string;
   mutations: string[];
-  /** getrusage's peak RSS of the child so far, bytes. */
-  maxRss: number;
+  /** The child's RSS before the case and its peak during it (VmHWM, reset before each case), bytes. */
+  rssBefore: number;
+  rssPeak: number;
 }
 
 export type FromChild =
   | { type: 'ready'; seeds: string[]; rss: number }
   | CaseMessage
-  | { type: 'batch-done'; rss: number; maxRss: number }
+  | { type: 'batch-done'; rss: number }
   /** A case about to run: what it is, known to the supervisor even if it never ends. */
   | { type: 'announce'; index: number; seed: string; mutations: string[] }
   | { type: 'described'; index: number; seed: string; mutations: string[]; bytes?: Uint8Array | undefined };

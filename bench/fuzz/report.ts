@@ -1,30 +1,33 @@
 /** The fuzz run's tables, in the bench scripts' Markdown style. */
 import { mib, ms, summarize, table } from '../lib/stats.js';
-import type { CaseResult, FuzzReport } from './supervisor.js';
+import { isFinding, type CaseResult, type FuzzReport } from './supervisor.js';
 
 const CODES = ['BAD_IMAGE', 'TOO_MANY_PIXELS', 'UNSUPPORTED_FORMAT'] as const;
 
-/** Findings that fail a run: every non-coded error and crash, and hangs that happen again when run alone. */
+/** Findings that fail a run: every non-coded error, and crashes, hangs and memory findings that happen again alone. */
 export function failures(report: FuzzReport): CaseResult[] {
-  return report.findings.filter((f) => f.outcome === 'uncoded' || f.outcome === 'crash' || (f.outcome === 'hang' && f.reproduced !== false));
+  return report.findings.filter((f) => isFinding(f) && (f.outcome === 'uncoded' || f.reproduced !== false));
 }
 
 export function summaryTable(report: FuzzReport): string {
   const n = (key: string) => String(report.outcomes[key] ?? 0);
   const otherCodes = Object.keys(report.outcomes).filter((k) => k.startsWith('coded ') && !CODES.includes(k.slice(6) as never));
-  const hangs = report.findings.filter((f) => f.outcome === 'hang');
-  const hangCell = hangs.length === 0 ? '0' : `${hangs.length} (${hangs.filter((h) => h.reproduced !== false).length} again alone)`;
+  const cell = (outcome: string) => {
+    const found = report.findings.filter((f) => f.outcome === outcome);
+    return found.length === 0 ? '0' : `${found.length} (${found.filter((h) => h.reproduced !== false).length} again alone)`;
+  };
   const t = summarize(report.times.filter(Number.isFinite));
   return table(
-    ['cases', 'ok', ...CODES.map((c) => `coded ${c}`), ...otherCodes, 'non-coded', `hang (> ${report.hangMs / 1000} s)`, 'crash', 'cases/s', 'case p50 / p99 / max ms', 'child peak RSS MiB'],
+    ['cases', 'ok', ...CODES.map((c) => `coded ${c}`), ...otherCodes, 'non-coded', `hang (> ${report.hangMs / 1000} s)`, `memory (> ${mib(report.memoryBytes)} MiB)`, 'crash', 'cases/s', 'case p50 / p99 / max ms', 'child peak RSS MiB'],
     [[
       String(report.cases),
       n('ok'),
       ...CODES.map((c) => n(`coded ${c}`)),
       ...otherCodes.map(n),
       n('non-coded'),
-      hangCell,
-      n('crash'),
+      cell('hang'),
+      cell('memory'),
+      cell('crash'),
       (report.cases / report.seconds).toFixed(0),
       `${ms(t.p50)} / ${ms(t.p99)} / ${ms(t.max)}`,
       mib(report.peakRss),
@@ -36,10 +39,13 @@ export function summaryTable(report: FuzzReport): string {
 export function memoryLine(report: FuzzReport): string {
   const at = (fraction: number) => report.rssSamples.find((s) => s.done >= fraction * report.cases)?.rss ?? NaN;
   const peak = report.peakCase;
-  const where = peak === undefined ? '' : `, reached at case ${peak.index} (${peak.seed} + [${(peak.mutations ?? []).join(', ')}]: ${peak.outcome === 'coded' ? `coded ${peak.code}` : peak.outcome} at ${peak.stage})`;
+  const most =
+    peak === undefined
+      ? ''
+      : ` The hungriest case raised its child's RSS by ${mib(peak.rssGrowth ?? NaN)} MiB: case ${peak.index} (${peak.seed} + [${(peak.mutations ?? []).join(', ')}]: ${peak.outcome === 'coded' ? `coded ${peak.code}` : peak.outcome} at ${peak.stage}, ${ms(peak.ms)} ms).`;
   return (
     `Child RSS: ${mib(Math.max(...report.readyRss))} MiB after building the seeds; ` +
-    `${[0.25, 0.5, 0.75, 1].map((f) => mib(at(f))).join(' / ')} MiB after 25 / 50 / 75 / 100% of the cases; peak ${mib(report.peakRss)} MiB${where}.`
+    `${[0.25, 0.5, 0.75, 1].map((f) => mib(at(f))).join(' / ')} MiB after 25 / 50 / 75 / 100% of the cases; peak ${mib(report.peakRss)} MiB.${most}`
   );
 }
 

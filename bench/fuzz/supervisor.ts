@@ -8,10 +8,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { mib } from '../lib/stats.js';
 import type { Limits, Stage } from './pipeline.js';
 import type { CaseMessage, FromChild, Inject, RawOutcome, ToChild } from './protocol.js';
 
-export type Outcome = RawOutcome | 'hang' | 'crash';
+export type Outcome = RawOutcome | 'hang' | 'memory' | 'crash';
 
 export interface CaseResult {
   index: number;
@@ -21,12 +22,15 @@ export interface CaseResult {
   stage?: Stage | undefined;
   /** Time the case took; for a killed hang, the time until it was killed. */
   ms: number;
+  /** The child's peak RSS during the case, and how far above its RSS before the case that was (bytes). */
+  rssPeak?: number | undefined;
+  rssGrowth?: number | undefined;
   /** Error message (non-coded), exit signal and stderr (crash), or what a slow case ended with (hang). */
   detail?: string | undefined;
   /** Unknown for crashes and killed hangs until the case is described again. */
   seed?: string | undefined;
   mutations?: string[] | undefined;
-  /** Crashes and hangs: whether running the case again alone, in a fresh child, did the same. */
+  /** Crashes, hangs and memory findings: whether running the case again alone, in a fresh child, did the same. */
   reproduced?: boolean | undefined;
 }
 
@@ -41,6 +45,8 @@ export interface FuzzOptions {
   hangMs: number;
   /** A case still running after this is killed with its child (the child is replaced). */
   killMs: number;
+  /** A case that raises the child's RSS by more than this (bytes) is a memory finding. */
+  memoryBytes: number;
   inject?: Inject;
   /** Called about every `progressMs` with the results so far. */
   onProgress?: (done: number, results: Readonly<Tally>) => void;
@@ -57,7 +63,7 @@ export interface Tally {
   findings: CaseResult[];
   /** Case times, ms, in completion order. */
   times: number[];
-  /** Peak RSS of any child (getrusage), bytes, and the case during which it was reached. */
+  /** Peak RSS of any child, bytes; the case that raised its child's RSS the most. */
   peakRss: number;
   peakCase: CaseResult | undefined;
   /** RSS of each child right after building its corpus; RSS after each batch of cases (`done`: cases so far). */
@@ -74,6 +80,7 @@ export interface FuzzReport extends Tally {
   jobs: number;
   seconds: number;
   hangMs: number;
+  memoryBytes: number;
 }
 
 const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './child.ts' : './child.js', import.meta.url));
@@ -160,7 +167,9 @@ function record(tally: Tally, result: CaseResult): void {
     tally.codedByStage[where] = (tally.codedByStage[where] ?? 0) + 1;
   }
   tally.times.push(result.ms);
-  const finding = result.outcome === 'uncoded' || result.outcome === 'hang' || result.outcome === 'crash';
+  if (result.rssPeak !== undefined) tally.peakRss = Math.max(tally.peakRss, result.rssPeak);
+  if (result.rssGrowth !== undefined && result.rssGrowth > (tally.peakCase?.rssGrowth ?? -Infinity)) tally.peakCase = result;
+  const finding = isFinding(result);
   if (finding) tally.findings.push(result);
   for (const name of new Set(result.mutations?.length === 0 ? ['(none: seed as is)'] : (result.mutations ?? []))) {
     const m = (tally.byMutator[name] ??= { cases: 0, ok: 0, decoded: 0, findings: 0 });
@@ -171,10 +180,15 @@ function record(tally: Tally, result: CaseResult): void {
   }
 }
 
-/** A case message as a result: slower than the hang limit makes it a hang, whatever it ended with. */
-function fromMessage(m: CaseMessage, hangMs: number): CaseResult {
-  const base = { index: m.index, ms: m.ms, stage: m.stage, seed: m.seed, mutations: m.mutations, code: m.code };
-  if (m.ms > hangMs) return { ...base, outcome: 'hang', detail: `took ${m.ms.toFixed(0)} ms, then ${m.outcome === 'coded' ? `coded ${m.code}` : m.outcome === 'uncoded' ? m.message : 'ok'}` };
+export const isFinding = (r: Pick<CaseResult, 'outcome'>) => r.outcome !== 'ok' && r.outcome !== 'coded';
+
+/** A case message as a result: slower than the hang limit makes it a hang, hungrier than the memory limit a memory finding. */
+function fromMessage(m: CaseMessage, options: Pick<FuzzOptions, 'hangMs' | 'memoryBytes'>): CaseResult {
+  const rssGrowth = m.rssPeak - m.rssBefore;
+  const base = { index: m.index, ms: m.ms, stage: m.stage, seed: m.seed, mutations: m.mutations, code: m.code, rssPeak: m.rssPeak, rssGrowth };
+  const ended = m.outcome === 'coded' ? `coded ${m.code}` : m.outcome === 'uncoded' ? m.message : 'ok';
+  if (m.ms > options.hangMs) return { ...base, outcome: 'hang', detail: `took ${m.ms.toFixed(0)} ms, then ${ended}` };
+  if (rssGrowth > options.memoryBytes) return { ...base, outcome: 'memory', detail: `raised the child's RSS by ${mib(rssGrowth)} MiB (to ${mib(m.rssPeak)} MiB) in ${m.ms.toFixed(0)} ms, then ${ended}` };
   return { ...base, outcome: m.outcome, detail: m.message };
 }
 
@@ -184,8 +198,8 @@ interface LaneContext {
   onResult: (result: CaseResult) => void;
   /** A child is ready (its RSS after building the corpus, its seed names). */
   onReady: (rss: number, seeds: string[]) => void;
-  /** A child's peak RSS so far, after a case (and which) or after a batch (with its current RSS). */
-  onRss: (maxRss: number, after: { result: CaseResult } | { rss: number }) => void;
+  /** A child's RSS after a batch of cases. */
+  onBatch: (rss: number) => void;
   /** When set, the child announces each case before running it (for reruns: a crash is then described too). */
   onAnnounce?: (index: number, seed: string, mutations: string[]) => void;
 }
@@ -222,13 +236,11 @@ async function runLane(ctx: LaneContext, from: number, to: number, step: number)
           if (m.type === 'case') {
             next = m.index + step;
             caseStarted = performance.now();
-            const result = fromMessage(m, options.hangMs);
-            ctx.onResult(result);
-            ctx.onRss(m.maxRss, { result });
+            ctx.onResult(fromMessage(m, options));
           } else if (m.type === 'announce') {
             ctx.onAnnounce?.(m.index, m.seed, m.mutations);
           } else if (m.type === 'batch-done') {
-            ctx.onRss(m.maxRss, { rss: m.rss });
+            ctx.onBatch(m.rss);
             finish('done');
           }
         });
@@ -252,11 +264,10 @@ async function runLane(ctx: LaneContext, from: number, to: number, step: number)
 }
 
 /** Runs one case alone in a fresh child, with its description: does it crash or hang again? */
-export async function rerunAlone(options: FuzzOptions, index: number): Promise<CaseResult & { seed: string; mutations: string[]; readyRss: number; peakRss: number }> {
+export async function rerunAlone(options: FuzzOptions, index: number): Promise<CaseResult & { seed: string; mutations: string[]; readyRss: number }> {
   let result: CaseResult = { index, outcome: 'crash', ms: NaN, detail: 'no result' };
   let described = { seed: '?', mutations: [] as string[] };
   let readyRss = NaN;
-  let peakRss = NaN;
   const start: Extract<ToChild, { type: 'start' }> = { type: 'start', runSeed: options.runSeed, limits: options.limits, inject: options.inject };
   await runLane(
     {
@@ -264,14 +275,14 @@ export async function rerunAlone(options: FuzzOptions, index: number): Promise<C
       start,
       onResult: (r) => (result = r),
       onReady: (rss) => (readyRss = rss),
-      onRss: (maxRss) => (peakRss = maxRss),
+      onBatch: () => {},
       onAnnounce: (_, seed, mutations) => (described = { seed, mutations }),
     },
     index,
     index + 1,
     1,
   );
-  return { ...result, ...described, readyRss, peakRss };
+  return { ...result, ...described, readyRss };
 }
 
 /** The seeds and mutations of some cases (and their bytes, when asked), from a child that runs none of them. */
@@ -325,18 +336,14 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       tally.readyRss.push(rss);
       if (tally.seeds.length === 0) tally.seeds = seeds;
     },
-    onRss: (maxRss, after) => {
-      if ('rss' in after) tally.rssSamples.push({ done, rss: after.rss });
-      else if (maxRss > tally.peakRss) tally.peakCase = after.result;
-      tally.peakRss = Math.max(tally.peakRss, maxRss);
-    },
+    onBatch: (rss) => tally.rssSamples.push({ done, rss }),
   };
   await Promise.all(Array.from({ length: jobs }, (_, lane) => runLane(ctx, first + lane, end, jobs)));
   const seconds = (performance.now() - began) / 1000;
 
   // Crashes and killed hangs: which seed and mutations they were, and whether they happen again alone.
   for (const finding of tally.findings) {
-    if (finding.outcome !== 'crash' && finding.outcome !== 'hang') continue;
+    if (finding.outcome === 'uncoded') continue; // its message says it all, and it is never an accident of load
     const again = await rerunAlone(options, finding.index);
     if (finding.mutations === undefined) {
       for (const name of new Set(again.mutations)) {
@@ -350,5 +357,5 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     finding.reproduced = again.outcome === finding.outcome;
     if (!finding.reproduced) finding.detail = `${finding.detail}; alone: ${outcomeKey(again)} in ${again.ms.toFixed(0)} ms`;
   }
-  return { ...tally, runSeed: options.runSeed, cases: options.cases, first, jobs, seconds, hangMs: options.hangMs };
+  return { ...tally, runSeed: options.runSeed, cases: options.cases, first, jobs, seconds, hangMs: options.hangMs, memoryBytes: options.memoryBytes };
 }

@@ -22,6 +22,7 @@ const base: FuzzOptions = {
   limits: { maxInputPixels: config.maxInputPixels, maxOutputSide: config.maxOutputSide },
   hangMs: 2000,
   killMs: 10_000,
+  memoryBytes: 512 * 2 ** 20,
 };
 
 const corpus = await seedCorpus();
@@ -71,8 +72,15 @@ t.test('a case is a function of (run seed, index) alone', async (t) => {
   t.notSame(makeCase(corpus, 8, 1234).bytes, a.bytes, 'another run seed is another sequence');
 });
 
-t.test('the supervisor records injected crashes, hangs and non-coded errors against their cases and carries on', async (t) => {
-  const report = await runFuzz({ ...base, cases: 30, hangMs: 1000, killMs: 1500, inject: { crashAt: [5], hangAt: [12], throwAt: [20] } });
+t.test('the supervisor records injected crashes, hangs, non-coded errors and memory bloat against their cases and carries on', async (t) => {
+  const report = await runFuzz({
+    ...base,
+    cases: 30,
+    hangMs: 1000,
+    killMs: 1500,
+    memoryBytes: 96 * 2 ** 20,
+    inject: { crashAt: [5], hangAt: [12], throwAt: [20], bloat: { at: [25], mib: 160 } },
+  });
   const total = Object.values(report.outcomes).reduce((a, b) => a + b, 0);
   t.equal(total, 30, 'every case has an outcome');
   const byIndex = new Map(report.findings.map((f) => [f.index, f]));
@@ -84,9 +92,12 @@ t.test('the supervisor records injected crashes, hangs and non-coded errors agai
   t.equal(byIndex.get(12)?.reproduced, true, 'and hangs again alone');
   t.equal(byIndex.get(20)?.outcome, 'uncoded', 'case 20 threw a non-coded error');
   t.match(byIndex.get(20)?.detail, /TypeError: injected fault/);
-  t.equal(report.findings.length, 3, 'nothing else');
+  t.equal(byIndex.get(25)?.outcome, 'memory', 'case 25 raised its child\'s RSS past the limit');
+  t.ok((byIndex.get(25)?.rssGrowth ?? 0) >= 150 * 2 ** 20, `by ${byIndex.get(25)?.rssGrowth} bytes`);
+  t.equal(byIndex.get(25)?.reproduced, true, 'and does again alone');
+  t.equal(report.findings.length, 4, 'nothing else');
   t.equal(report.childStarts, 3, 'one child, replaced after the crash and after the hang');
-  t.equal(failures(report).length, 3, 'all three fail the run');
+  t.equal(failures(report).length, 4, 'all four fail the run');
 });
 
 t.test('a short seeded run over the image path: no crash, no hang, no non-coded error', async (t) => {
@@ -96,6 +107,7 @@ t.test('a short seeded run over the image path: no crash, no hang, no non-coded 
   t.same(failures(report), [], lines);
   t.equal(report.outcomes['non-coded'] ?? 0, 0, 'no non-coded errors');
   t.equal(report.outcomes['crash'] ?? 0, 0, 'no crashes');
+  t.ok((report.peakCase?.rssGrowth ?? Infinity) < base.memoryBytes, `the hungriest case stayed under ${base.memoryBytes / 2 ** 20} MiB`);
   const total = Object.values(report.outcomes).reduce((a, b) => a + b, 0);
   t.equal(total, 2000, 'every case has an outcome');
   // The run reaches every answer the image path has, and gets past the header often.
