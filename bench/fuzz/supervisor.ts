@@ -1,9 +1,9 @@
 /**
  * Runs fuzz cases in child processes and watches them: a child that dies (a segfault or abort in libvips) is a
  * crash, recorded against the case it was running, and replaced; a case that runs past the hang limit is a hang
- * (past the kill limit, its child is killed and replaced). Every crash and hang is then run once more, alone, in a
- * fresh child, to tell reproducible findings from accidents of a loaded machine. `jobs` children share the cases
- * (case i goes to child i mod jobs).
+ * (past the kill limit, its child is killed and replaced); a case that raises its child's RSS past the memory limit
+ * is a memory finding. Each of those is then run once more, alone, in a fresh child, to tell reproducible findings
+ * from accidents of a loaded machine. `jobs` children share the cases (case i goes to child i mod jobs).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -341,7 +341,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   await Promise.all(Array.from({ length: jobs }, (_, lane) => runLane(ctx, first + lane, end, jobs)));
   const seconds = (performance.now() - began) / 1000;
 
-  // Crashes and killed hangs: which seed and mutations they were, and whether they happen again alone.
+  // Crashes, hangs and memory findings: which seed and mutations they were, and whether they happen again alone.
   for (const finding of tally.findings) {
     if (finding.outcome === 'uncoded') continue; // its message says it all, and it is never an accident of load
     const again = await rerunAlone(options, finding.index);
