@@ -38,14 +38,15 @@ export function summaryTable(report: FuzzReport): string {
 /** RSS after the seeds, then at each quarter of the run: a leak shows as a climb, a big case as the peak. */
 export function memoryLine(report: FuzzReport): string {
   const at = (fraction: number) => report.rssSamples.find((s) => s.done >= fraction * report.cases)?.rss ?? NaN;
+  const describe = (c: CaseResult) =>
+    `case ${c.index} (${c.seed ?? '?'} + [${(c.mutations ?? []).join(', ')}]: ${c.outcome === 'coded' ? `coded ${c.code}` : c.outcome} at ${c.stage ?? '-'}, ${ms(c.ms)} ms)`;
   const peak = report.peakCase;
-  const most =
-    peak === undefined
-      ? ''
-      : ` The hungriest case raised its child's RSS by ${mib(peak.rssGrowth ?? NaN)} MiB: case ${peak.index} (${peak.seed} + [${(peak.mutations ?? []).join(', ')}]: ${peak.outcome === 'coded' ? `coded ${peak.code}` : peak.outcome} at ${peak.stage}, ${ms(peak.ms)} ms).`;
+  const slow = report.slowestCase;
   return (
     `Child RSS: ${mib(Math.max(...report.readyRss))} MiB after building the seeds; ` +
-    `${[0.25, 0.5, 0.75, 1].map((f) => mib(at(f))).join(' / ')} MiB after 25 / 50 / 75 / 100% of the cases; peak ${mib(report.peakRss)} MiB.${most}`
+    `${[0.25, 0.5, 0.75, 1].map((f) => mib(at(f))).join(' / ')} MiB after 25 / 50 / 75 / 100% of the cases; peak ${mib(report.peakRss)} MiB.` +
+    (peak === undefined ? '' : ` The hungriest case raised its child's RSS by ${mib(peak.rssGrowth ?? NaN)} MiB: ${describe(peak)}.`) +
+    (slow === undefined ? '' : ` The slowest: ${describe(slow)}.`)
   );
 }
 

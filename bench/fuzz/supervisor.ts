@@ -66,6 +66,8 @@ export interface Tally {
   /** Peak RSS of any child, bytes; the case that raised its child's RSS the most. */
   peakRss: number;
   peakCase: CaseResult | undefined;
+  /** The case that took longest. */
+  slowestCase: CaseResult | undefined;
   /** RSS of each child right after building its corpus; RSS after each batch of cases (`done`: cases so far). */
   readyRss: number[];
   rssSamples: { done: number; rss: number }[];
@@ -156,7 +158,7 @@ class Child {
 }
 
 export function emptyTally(): Tally {
-  return { outcomes: {}, codedByStage: {}, byMutator: {}, findings: [], times: [], peakRss: 0, peakCase: undefined, readyRss: [], rssSamples: [], childStarts: 0, seeds: [] };
+  return { outcomes: {}, codedByStage: {}, byMutator: {}, findings: [], times: [], peakRss: 0, peakCase: undefined, slowestCase: undefined, readyRss: [], rssSamples: [], childStarts: 0, seeds: [] };
 }
 
 function record(tally: Tally, result: CaseResult): void {
@@ -167,6 +169,7 @@ function record(tally: Tally, result: CaseResult): void {
     tally.codedByStage[where] = (tally.codedByStage[where] ?? 0) + 1;
   }
   tally.times.push(result.ms);
+  if (result.ms > (tally.slowestCase?.ms ?? -Infinity)) tally.slowestCase = result;
   if (result.rssPeak !== undefined) tally.peakRss = Math.max(tally.peakRss, result.rssPeak);
   if (result.rssGrowth !== undefined && result.rssGrowth > (tally.peakCase?.rssGrowth ?? -Infinity)) tally.peakCase = result;
   const finding = isFinding(result);
