@@ -17,6 +17,12 @@ sharp.unblock({ operation: ['VipsForeignLoadJpegBuffer', 'VipsForeignLoadPngBuff
 
 /** A stuck decode or encode must not hold a worker forever; real images take well under a second. */
 const SHARP_TIMEOUT_S = 20;
+/**
+ * The longest side accepted, whatever the pixel count. libvips' resize holds memory in proportion to the width:
+ * a 1,000,000 x 16 PNG (16 MP, inside the pixel limit, 300 kB on the wire) took 1.4 GB and 3 s to shrink. Under
+ * the default pixel limit a longer side means a strip over 16:1, which no portrait is. (Found by `npm run bench:fuzz`.)
+ */
+export const MAX_INPUT_SIDE = 16_384;
 
 export class ImageInputError extends Error {
   constructor(
@@ -69,6 +75,9 @@ export async function probe(input: Uint8Array, maxInputPixels: number): Promise<
   if (!width || !height) throw new ImageInputError('BAD_IMAGE', 'The image has no size');
   if (width * height > maxInputPixels) {
     throw new ImageInputError('TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; the limit is ${maxInputPixels} pixels`);
+  }
+  if (width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE) {
+    throw new ImageInputError('TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; a side may be at most ${MAX_INPUT_SIDE} pixels`);
   }
   // EXIF orientations 5 to 8 turn the picture by 90 degrees.
   const turned = (meta.orientation ?? 1) >= 5;
