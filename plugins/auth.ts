@@ -9,6 +9,7 @@
  *
  * The key itself is never stored on the request, logged or compared as a string; only its id travels on.
  */
+import { access } from 'node:fs/promises';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import { KeySet, loadKeyFile } from '../keys.js';
@@ -66,6 +67,21 @@ function single(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value.trim() : undefined;
 }
 
+/** A file handed over by systemd's LoadCredential= (it lives in $CREDENTIALS_DIRECTORY). */
+function isSystemdCredential(file: string): boolean {
+  const dir = process.env['CREDENTIALS_DIRECTORY'];
+  return dir !== undefined && dir !== '' && file.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'; // unreadable is not gone: loading it says why
+  }
+}
+
 async function authPlugin(fastify: FastifyInstance, opts: AuthOptions) {
   const keysFile = opts.keysFile;
   // Start-up: a bad file stops the service with an error naming the file and the line.
@@ -86,14 +102,33 @@ async function authPlugin(fastify: FastifyInstance, opts: AuthOptions) {
         fastify.log.warn('API_KEYS_FILE is not set: nothing to reload');
         return false;
       }
+      if (isSystemdCredential(keysFile)) {
+        // systemd (252) copies a LoadCredential= file once, at start: re-reading the copy cannot see a change.
+        fastify.log.error(
+          { file: keysFile },
+          'API_KEYS_FILE is a systemd credential, copied once when the service started: a reload cannot apply key changes; restart the service (it drains first), or use the keys-in-etc drop-in for reloads',
+        );
+        return false;
+      }
+      if (!(await exists(keysFile))) {
+        // The file is the list of valid keys: no file, no valid key. Removing it is how an operator revokes them all.
+        const revoked = keys.ids;
+        keys = KeySet.EMPTY;
+        fastify.log.error({ file: keysFile, revoked }, 'API_KEYS_FILE is gone: every key is revoked; the API refuses every call until the file is back (SIGHUP)');
+        return true;
+      }
+      let next: KeySet;
       try {
-        keys = await loadKeyFile(keysFile);
+        next = await loadKeyFile(keysFile);
       } catch (err) {
         // Keep serving with the keys we had: a half-written file must not lock every client out.
         fastify.log.error({ err, keptKeys: keys.size }, 'API key reload failed; the keys loaded before stay in use');
         return false;
       }
-      fastify.log.info({ keys: keys.size, ids: keys.ids }, 'API keys reloaded');
+      const revoked = keys.ids.filter((id) => !next.ids.includes(id));
+      const added = next.ids.filter((id) => !keys.ids.includes(id));
+      keys = next;
+      fastify.log.info({ keys: keys.size, ids: keys.ids, added, revoked }, 'API keys reloaded');
       return true;
     },
   });

@@ -3,7 +3,7 @@
  * no keys configured 503 (fail closed) while health checks, the style list and the web endpoint still answer;
  * reloads (good file swaps keys, bad file keeps the old ones); a bad file at start-up names the file and line.
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { buildApp } from '../../app.js';
 import { newApiKey } from '../../keys.js';
@@ -126,6 +126,42 @@ t.test('reload swaps keys; a bad file keeps the old ones', async (t) => {
   const error = logs.records().find((r) => r['msg'] === 'API key reload failed; the keys loaded before stay in use');
   t.ok(error, 'the failure is logged');
   t.match(JSON.stringify(error), /keys\.txt:2: expected/, 'naming the file and the line');
+});
+
+t.test('revocation: the reload log names what was revoked; a removed file revokes every key', async (t) => {
+  const dir = t.testdir({});
+  const path = `${dir}/keys.txt`;
+  const keep = newApiKey('keep');
+  const leaked = newApiKey('leaked');
+  writeFileSync(path, `${keep.line}\n${leaked.line}\n`);
+  const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: path, LOG_LEVEL: 'info' } });
+  writeFileSync(path, `${keep.line}\n`);
+  t.equal(await app.apiKeys.reload(), true);
+  t.match(logs.records().find((r) => r['msg'] === 'API keys reloaded'), { revoked: ['leaked'], added: [] }, 'the log says which key was revoked');
+  t.equal((await app.inject(upload({ 'x-api-key': leaked.key }))).statusCode, 403, 'the revoked key is refused');
+
+  rmSync(path);
+  t.equal(await app.apiKeys.reload(), true, 'a missing file is not "keep the old keys"');
+  t.equal(app.apiKeys.size, 0, 'every key is revoked');
+  t.equal((await app.inject(upload({ 'x-api-key': keep.key }))).statusCode, 503, 'the API is closed until the file is back');
+  t.match(logs.records().find((r) => /API_KEYS_FILE is gone/.test(String(r['msg']))), { revoked: ['keep'] });
+});
+
+t.test('a reload of a systemd credential says it cannot apply changes, instead of "reloaded"', async (t) => {
+  const dir = t.testdir({});
+  const path = `${dir}/api-keys`;
+  const key = newApiKey('ops');
+  writeFileSync(path, `${key.line}\n`);
+  const before = process.env['CREDENTIALS_DIRECTORY'];
+  process.env['CREDENTIALS_DIRECTORY'] = dir; // as systemd sets it for LoadCredential=
+  t.teardown(() => {
+    if (before === undefined) delete process.env['CREDENTIALS_DIRECTORY'];
+    else process.env['CREDENTIALS_DIRECTORY'] = before;
+  });
+  const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: path, LOG_LEVEL: 'info' } });
+  t.equal(await app.apiKeys.reload(), false);
+  t.notOk(logs.records().some((r) => r['msg'] === 'API keys reloaded'), 'no claim of a reload');
+  t.ok(logs.records().some((r) => /systemd credential.*restart the service/.test(String(r['msg']))), 'it says to restart');
 });
 
 t.test('a bad key file stops start-up, naming the file and the line', async (t) => {
