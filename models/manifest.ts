@@ -36,6 +36,8 @@ export interface SizeRules {
 export interface ModelManifest {
   id: string;
   title: string;
+  /** The model's licence and provenance, in a line: shown wherever the style is offered. */
+  licence?: string | undefined;
   /** Absolute path once loaded by the registry; relative to the manifest in the JSON file. */
   file: string;
   role: ModelRole;
@@ -114,6 +116,7 @@ export function parseManifest(file: string, text: string): ModelManifest {
   const manifest: ModelManifest = {
     id,
     title: v.optionalString('title') ?? id,
+    licence: v.optionalString('licence'),
     file: v.string('file'),
     role,
     input,

