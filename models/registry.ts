@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import * as ort from '../workers/ort.js';
 import { checkYunetOutputs } from '../workers/faces/yunet.js';
 import { ManifestError, parseManifest, type ModelManifest, type TensorSpec } from './manifest.js';
@@ -39,6 +40,7 @@ export async function loadManifests(dirs: readonly string[]): Promise<ModelManif
       if (other !== undefined) throw new ManifestError(path, 'id', `"${manifest.id}" is already used by ${other}`);
       seen.set(manifest.id, path);
       manifest.file = isAbsolute(manifest.file) ? manifest.file : resolve(dir, manifest.file);
+      if (manifest.mask !== undefined && !isAbsolute(manifest.mask)) manifest.mask = resolve(dir, manifest.mask);
       manifests.push(manifest);
     }
   }
@@ -92,6 +94,18 @@ export async function verifyModels(manifests: readonly ModelManifest[]): Promise
     } finally {
       await session.release();
     }
+    if (m.mask !== undefined) await checkMask(m, m.mask);
+  }
+}
+
+/** A head's mask image must decode (workers load it with the model, resized to the crop). */
+async function checkMask(m: ModelManifest, file: string): Promise<void> {
+  try {
+    const { width, height } = await sharp(await readFile(file)).metadata();
+    if (!width || !height) throw new Error('no size');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ManifestError(m.source, 'mask', `points to ${file}, which is not a readable image (${reason})`);
   }
 }
 
