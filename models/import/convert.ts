@@ -326,9 +326,10 @@ class Converter {
     return this.g.initializer(this.freshName('shape'), BigInt64Array.from(values.map((v) => BigInt(Math.trunc(v)))), dims);
   }
 
+  /** Initializer names: "@" + the TF name, so that they never meet the builder's own names (op_N, const_N). */
   private freshName(base: string): string {
-    let name = base;
-    for (let i = 1; this.usedNames.has(name); i += 1) name = `${base}_${i}`;
+    let name = `@${base}`;
+    for (let i = 1; this.usedNames.has(name); i += 1) name = `@${base}_${i}`;
     this.usedNames.add(name);
     return name;
   }
