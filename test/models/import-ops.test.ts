@@ -188,9 +188,14 @@ for (const c of [fused, norm, hwc]) {
     t.same(actual.dims.slice(actual.dims.length - expected.dims.length), expected.dims, 'same output shape');
     const { maxDiff, range } = compare(actual.data, expected.data);
     t.ok(range > 0, `the output is not flat (range ${range.toFixed(3)})`);
-    // Cast to uint8 truncates: a value a hair from an integer may land on either side (1 level of 255).
+    // Cast to uint8 truncates: a value a hair from an integer may land on either side (one level of 255); the float
+    // result before the cast is held to the bound.
     const bound = c === hwc ? 1 : TOLERANCE * range;
     t.ok(maxDiff <= bound, `max difference ${maxDiff.toExponential(2)} within ${bound.toExponential(2)} (range ${range.toFixed(3)})`);
+    if (c === hwc) {
+      const before = compare((await runOnnx(convertGraph(await readTfGraph(file), { name: 'case', output: 'mul' }), input, c.input)).data, (await runTfjs(file, input, c.input, 'mul')).data);
+      t.ok(before.maxDiff <= TOLERANCE * before.range, `before the cast: max difference ${before.maxDiff.toExponential(2)} within ${TOLERANCE} of ${before.range.toFixed(1)}`);
+    }
   });
 }
 
