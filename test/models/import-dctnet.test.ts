@@ -4,7 +4,7 @@
  * `output_image` uint8 [H, W, 3]) with seeded weights, since the real ones cannot be downloaded here. The graphs are
  * written as TF.js models (the reference runs those in TensorFlow.js) and as the frozen .pb files the folder holds.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
@@ -13,7 +13,7 @@ import { importDctnet } from '../../models/import/dctnet.js';
 import { encodeGraphDef } from '../../models/import/graphdef.js';
 import { readTfGraph } from '../../models/import/index.js';
 import { readTfjsModel } from '../../models/import/tfjs.js';
-import { loadManifests } from '../../models/registry.js';
+import { loadManifests, verifyModels } from '../../models/registry.js';
 import { InferencePool } from '../../workers/pool.js';
 import { SHARED } from '../fixtures/models.js';
 import { attr, compare, constNode, node, placeholder, runOnnx, runTfjs, seeded, writeTfjsModel, type WeightFixture } from '../fixtures/tf-models.js';
@@ -140,6 +140,10 @@ t.test('manifests: a mask belongs to a head model, and must be an image', async 
   const whole = JSON.parse(readFileSync(join(out, 'dn.json'), 'utf8'));
   writeFileSync(join(out, 'dn.json'), JSON.stringify({ ...whole, mask: 'dn-head-mask.jpg' }));
   await t.rejects(loadManifests([out]), { message: /dn\.json: field "mask" applies to head models only/ });
+  rmSync(join(out, 'dn.json')); // the head alone (the whole-image style would also need its detector)
+  writeFileSync(join(out, 'dn-head-mask.jpg'), 'not an image');
+  const manifests = await loadManifests([out]);
+  await t.rejects(verifyModels(manifests.filter((m) => m.id === 'dn-head')), { message: /dn-head\.json: field "mask" points to .*dn-head-mask\.jpg, which is not a readable image/ });
 });
 
 const YUNET = join(SHARED, 'models', 'face_detection_yunet_n_dynamic.onnx');

@@ -4,7 +4,7 @@
  * CartoonGAN's ops (Pad, Conv2D, instance norm, VALID Conv2DBackpropInput, Tanh) are proved on the real models in
  * import-cartoongan.test.ts; these graphs cover the rest of the list, and the errors.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { convertGraph } from '../../models/import/convert.js';
@@ -228,4 +228,24 @@ t.test('import writes an ONNX file and a manifest the registry accepts', async (
   const [manifest] = await loadManifests([out]);
   t.match(manifest, { id: 'fused', title: 'Fused', sha256: model.sha256, input: { name: 'input', layout: 'NHWC', range: '-1..1' }, output: { name: 'out' } });
   await verifyModels([manifest!]);
+});
+
+t.test('privatoon import on the command line', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { ROOT } = await import('../fixtures/models.js');
+  const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'cli.ts'), 'import', ...args], { cwd: ROOT, encoding: 'utf8' });
+  const dir = t.testdir({ model: {} });
+  writeTfjsModel(join(dir, 'model'), fused.nodes, fused.weights, 'uint8');
+  const ok = cli([join(dir, 'model'), '--out', join(dir, 'out'), '--title', 'A test', '--channels', 'BGR', '--multiple', '4']);
+  t.equal(ok.status, 0, ok.stderr);
+  t.match(ok.stdout, /^[0-9a-f]{64} {2}.*out\/model\.onnx {2}\d+ bytes\n.*out\/model\.json\nONNX ops: Transpose \d, Conv 3, LeakyRelu 1, Clip 1, MaxPool 1/, 'prints the hash, the files and the ONNX ops');
+  const manifest = JSON.parse(readFileSync(join(dir, 'out', 'model.json'), 'utf8'));
+  t.match(manifest, { id: 'model', title: 'A test', input: { channels: 'BGR' }, size: { multiple: 4 } });
+
+  const usage = cli([join(dir, 'model')]);
+  t.equal(usage.status, 64, 'usage errors exit 64');
+  t.match(usage.stderr, /import needs --out DIR/);
+  const bad = cli([join(dir, 'nothing.pb'), '--out', join(dir, 'out')]);
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /^privatoon: PTOON_IMPORT: .*nothing\.pb: cannot be read \(ENOENT\)/);
 });
