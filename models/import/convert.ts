@@ -112,6 +112,7 @@ class Converter {
     const output = this.outputNode();
     const order = this.topologicalOrder(output);
     this.findPatterns(order);
+    this.absorbed.delete(output.name); // the exported node is converted as itself, whatever it would fold into
     const tfOps: Record<string, number> = {};
     for (const node of order) {
       tfOps[node.op] = (tfOps[node.op] ?? 0) + 1;
@@ -132,7 +133,7 @@ class Converter {
     if (!nchw) result = this.native(result);
     let v = result.v;
     if (result.kind !== 'float') v = this.op('Cast', [v], { to: ONNX_TYPE.float });
-    else if (this.g !== null && this.isGraphInput(v)) v = this.op('Identity', [v]);
+    else if (v.name === this.inputName) v = this.op('Identity', [v]); // a graph that returns its input unchanged
     const dims = nchw ? ['N', 'C', 'H', 'W'] : ['N', 'H', 'W', 'C'];
     this.g.output(v, output.name, 'float32', dims);
     return {
@@ -142,10 +143,6 @@ class Converter {
       tfOps,
       onnxOps: this.onnxOps,
     };
-  }
-
-  private isGraphInput(v: Value): boolean {
-    return v.name === this.inputName;
   }
 
   private outputNode(): TfNode {
@@ -728,10 +725,9 @@ class Converter {
     return this.dyn(this.op('ConvTranspose', inputs, attrs), 'float', [x.shape[0]!, null, null, cout], NCHW);
   }
 
-  pad(node: TfNode, [x, paddings, value]: Val[]): Val {
+  pad(node: TfNode, [x, , value]: Val[]): Val {
     const d = this.requireDyn(x!);
     const p = this.constTensor(node.inputs[1]!, 'paddings');
-    void paddings;
     const rank = d.shape.length;
     if (p.shape.join() !== `${rank},2`) throw new NodeError(`has paddings of shape [${p.shape}] for a rank-${rank} tensor`);
     const pads = [...d.perm.map((axis) => p.data[axis * 2]!), ...d.perm.map((axis) => p.data[axis * 2 + 1]!)];
@@ -917,13 +913,12 @@ class Converter {
     return this.dyn(v, 'float', [d.shape[0]!, null, null, d.shape[3]!], NCHW);
   }
 
-  matMul(node: TfNode, [a, b]: Val[]): Val {
+  matMul(node: TfNode, [a]: Val[]): Val {
     const x = this.native(this.requireDyn(a!));
     if (x.shape.length !== 2) throw new NodeError('multiplies tensors of rank other than 2');
     let left = x.v;
     if (attrBool(node, 'transpose_a', false)) left = this.op('Transpose', [left], { perm: [1, 0] });
     const w = this.constTensor(node.inputs[1]!, 'weights');
-    void b;
     const [r, c] = w.shape as [number, number];
     const transposeB = attrBool(node, 'transpose_b', false);
     const weights = transposeB ? transposeData(w.data, [r, c], [1, 0]) : w.data;

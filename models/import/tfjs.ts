@@ -74,14 +74,13 @@ function inlineConst(file: string, name: string, tensor: unknown): TfTensor {
   const t = (tensor ?? {}) as Record<string, unknown>;
   const dtype = dtypeOf(t['dtype']);
   const shape = readShape(t['tensorShape']) ?? [];
-  const vals = (t['floatVal'] ?? t['intVal'] ?? t['int64Val'] ?? t['boolVal'] ?? []) as unknown[];
-  const any = ['floatVal', 'intVal', 'int64Val', 'boolVal', 'halfVal', 'doubleVal']
+  const vals = ['floatVal', 'intVal', 'int64Val', 'boolVal', 'halfVal', 'doubleVal']
     .map((k) => t[k] as unknown[] | undefined)
-    .find((v) => v !== undefined && v.length > 0) ?? vals;
-  if (dtype === undefined || any.length === 0) throw new ImportError(file, `Const "${name}" has no weight in the weights manifest`);
+    .find((v) => v !== undefined && v.length > 0) ?? [];
+  if (dtype === undefined || vals.length === 0) throw new ImportError(file, `Const "${name}" has no weight in the weights manifest`);
   const count = sizeOf(shape);
   const data = dtype === 'float32' ? new Float32Array(count) : new Int32Array(count);
-  for (let i = 0; i < count; i += 1) data[i] = Number(any[Math.min(i, any.length - 1)]);
+  for (let i = 0; i < count; i += 1) data[i] = Number(vals[Math.min(i, vals.length - 1)]);
   return { dtype, shape, data };
 }
 
