@@ -52,6 +52,6 @@ function isMain(): boolean {
 if (isMain()) {
   const root = findProjectRoot();
   for (const model of await buildCartoonGanStyles(root)) {
-    console.log(`${model.sha256}  ${relative(root, model.onnxFile)}  ${model.bytes} bytes`);
+    console.log(`${model.sha256}  ${relative(root, model.onnxFile)}  ${model.bytes} bytes, ${model.written ? 'written' : 'unchanged'}`);
   }
 }

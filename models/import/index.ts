@@ -31,6 +31,8 @@ export interface ImportOptions {
 
 export interface ImportedModel {
   onnxFile: string;
+  /** Whether the ONNX file was (re)written; false when its bytes were already there. */
+  written: boolean;
   manifestFile: string;
   sha256: string;
   bytes: number;
@@ -80,14 +82,16 @@ export async function writeModel(outDir: string, id: string, converted: Converte
   const manifestFile = join(outDir, `${id}.json`);
   const text = `${JSON.stringify(manifest, null, 2)}\n`;
   parseManifest(manifestFile, text);
-  await writeIfChanged(onnxFile, converted.onnx);
+  const written = await writeIfChanged(onnxFile, converted.onnx);
   await writeIfChanged(manifestFile, Buffer.from(text));
-  return { onnxFile, manifestFile, sha256: sha256(converted.onnx), bytes: converted.onnx.length, converted };
+  return { onnxFile, written, manifestFile, sha256: sha256(converted.onnx), bytes: converted.onnx.length, converted };
 }
 
-async function writeIfChanged(file: string, bytes: Uint8Array): Promise<void> {
+async function writeIfChanged(file: string, bytes: Uint8Array): Promise<boolean> {
   const old = existsSync(file) ? await readFile(file) : null;
-  if (old === null || !old.equals(bytes)) await writeFile(file, bytes);
+  if (old !== null && old.equals(bytes)) return false;
+  await writeFile(file, bytes);
+  return true;
 }
 
 export function sha256(bytes: Uint8Array): string {
