@@ -48,6 +48,11 @@ export interface ConvertOptions {
   output?: string | undefined;
   /** ONNX graph name. */
   name: string;
+  /**
+   * false: export any output as TF has it (a detector's boxes, a landmark vector). Default true: an image, with a
+   * batch axis added to [H, W, C], as every model the service runs gives.
+   */
+  imageOutput?: boolean;
 }
 
 export interface ConvertedModel {
@@ -126,6 +131,13 @@ class Converter {
     }
     const out = this.values.get(output.name)!;
     if (out.k !== 'dyn') throw new ImportError(this.graph.source, 'is constant: it does not depend on the input', output);
+    if (this.options.imageOutput === false) {
+      const native = this.native(out);
+      let v = native.kind === 'float' ? native.v : this.op('Cast', [native.v], { to: ONNX_TYPE.float });
+      if (v.name === this.inputName) v = this.op('Identity', [v]);
+      this.g.output(v, output.name, 'float32', native.shape.map((d, i) => d ?? `d${i}`));
+      return { onnx: this.g.build({ opset: OPSET }), input: { name: this.inputName, layout: 'NHWC' }, output: { name: output.name, layout: 'NHWC' }, tfOps, onnxOps: this.onnxOps };
+    }
     let result = out;
     if (result.shape.length === 3) result = this.dyn(this.op('Unsqueeze', [this.native(result).v, this.i64([0])]), result.kind, [1, ...result.shape], identityPerm(4));
     if (result.shape.length !== 4) throw new ImportError(this.graph.source, `is the output, of rank ${result.shape.length}; an image model's output has rank 3 or 4`, output);
@@ -938,7 +950,7 @@ class Converter {
 const CONV_OPS = new Set(['Conv2D', 'DepthwiseConv2dNative', 'Conv2DBackpropInput']);
 const BINARY: Record<string, string> = {
   Add: 'Add', AddV2: 'Add', Sub: 'Sub', Mul: 'Mul', RealDiv: 'Div', Div: 'Div', Maximum: 'Max', Minimum: 'Min',
-  SquaredDifference: 'Sub', Pow: 'Pow', FloorDiv: 'Div', BiasAdd: 'Add',
+  SquaredDifference: 'Sub', Pow: 'Pow', FloorDiv: 'Div', BiasAdd: 'Add', Prelu: 'PRelu',
 };
 const REDUCE: Record<string, string> = { Mean: 'ReduceMean', Sum: 'ReduceSum', Max: 'ReduceMax', Min: 'ReduceMin', Prod: 'ReduceProd' };
 const UNARY = ['Relu', 'Relu6', 'LeakyRelu', 'Elu', 'Selu', 'Sigmoid', 'Tanh', 'Softplus', 'Exp', 'Log', 'Sqrt', 'Rsqrt', 'Reciprocal', 'Square', 'Neg', 'Abs', 'Floor', 'Round'];
@@ -950,7 +962,7 @@ const OPS: Record<string, Handler> = {
   Identity: P.identity, StopGradient: P.identity, Snapshot: P.identity,
   Shape: P.shape,
   Add: P.add, AddV2: P.add, Sub: P.binary, Mul: P.binary, RealDiv: P.binary, Div: P.binary, Maximum: P.binary, Minimum: P.binary,
-  SquaredDifference: P.binary, Pow: P.binary, FloorDiv: P.binary,
+  SquaredDifference: P.binary, Pow: P.binary, FloorDiv: P.binary, Prelu: P.binary,
   BiasAdd: P.biasAdd,
   ...Object.fromEntries(UNARY.map((op) => [op, P.unary])),
   Cast: P.cast, ClipByValue: P.clip,

