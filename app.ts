@@ -167,6 +167,9 @@ export function buildApp(config: Config, deps: AppDeps = {}): FastifyInstance {
     requestIdHeader: false,
     trustProxy: config.trustProxy === false ? false : [...config.trustProxy],
     bodyLimit: config.maxUploadBytes,
+    // The pool plugin checks and loads every model in every worker before the server listens: the learned styles
+    // take seconds each on a small machine, well past Fastify's 10 s default. A failed load still fails at once.
+    pluginTimeout: 300_000,
     requestTimeout: config.requestTimeoutMs,
     connectionTimeout: connectionTimeout(config),
     keepAliveTimeout: config.keepAliveTimeoutMs,

@@ -6,6 +6,7 @@
  *   privatoon cartoonize - -o - < in.jpg > out.jpg      # stdin to stdout
  *   privatoon styles                                    # the styles the configured model folders provide
  *   privatoon keygen ID                                 # a new API key, printed once, and its line for the keys file
+ *   privatoon import model.json --out DIR               # a TF.js or GraphDef model to ONNX + manifest (models/import/)
  *
  * Model folders and thread settings come from the same environment variables as the server (see README).
  */
@@ -14,13 +15,15 @@ import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from './config.js';
 import { newApiKey } from './keys.js';
+import { IMPORT_USAGE, runImport } from './models/import/cli.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './workers/contract.js';
 import { InferencePool } from './workers/pool.js';
 
 const USAGE = `usage:
   privatoon cartoonize <input|-> [-o <output|->] [--style ID] [--format jpeg|png|webp] [--quality 1-100] [--max-size PX]
   privatoon styles
-  privatoon keygen <key-id>`;
+  privatoon keygen <key-id>
+${IMPORT_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -98,7 +101,7 @@ async function cartoonize(args: string[], config: Config): Promise<void> {
 async function styles(config: Config): Promise<void> {
   const pool = await startPool(config);
   try {
-    for (const s of pool.styles) process.stdout.write(`${s.id}\t${s.title}\n`);
+    for (const s of pool.styles) process.stdout.write(`${s.id}\t${s.title}${s.licence === undefined ? '' : `\t${s.licence}`}\n`);
   } finally {
     await pool.close();
   }
@@ -121,6 +124,8 @@ async function main(argv: string[]): Promise<void> {
       return styles(loadConfig());
     case 'keygen':
       return keygen(rest);
+    case 'import':
+      return runImport(rest, (message) => new UsageError(message));
     default:
       throw new UsageError(command === undefined ? 'a command is needed' : `unknown command "${command}"`);
   }

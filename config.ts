@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { BUILTIN_MODELS_DIR } from './models/registry.js';
+import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from './models/registry.js';
 
 /** The project's root folder, from source (tsx) and from dist/ alike: package.json, web/, and ../shared sit beside it. */
 export const PROJECT_ROOT = fileURLToPath(new URL(new URL('.', import.meta.url).pathname.endsWith('/dist/') ? '../' : './', import.meta.url));
@@ -89,7 +89,7 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     host: read.host('HOST', '127.0.0.1'), // loopback: exposing the service is a decision, usually made by a proxy in front
     port: read.int('PORT', 8080, 0, 65535), // 0 asks the OS for a free port (tests)
-    modelsDirs: read.dirs('MODELS_DIRS', [BUILTIN_MODELS_DIR]), // the built-in style works out of the box
+    modelsDirs: read.dirs('MODELS_DIRS', [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR]), // toon (the default) and the learned styles work out of the box
     workers,
     ortIntraThreads: read.int('ORT_INTRA_THREADS', 1, 1, 256), // parallelism comes from workers; more threads oversubscribe
     ortInterThreads: read.int('ORT_INTER_THREADS', 1, 1, 256), // sequential graphs gain nothing from inter-op threads

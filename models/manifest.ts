@@ -36,6 +36,8 @@ export interface SizeRules {
 export interface ModelManifest {
   id: string;
   title: string;
+  /** The model's licence and provenance, in a line: shown wherever the style is offered. */
+  licence?: string | undefined;
   /** Absolute path once loaded by the registry; relative to the manifest in the JSON file. */
   file: string;
   role: ModelRole;
@@ -46,6 +48,8 @@ export interface ModelManifest {
   sha256?: string | undefined;
   /** Head models only: the side of the square aligned face crop (DCT-Net: 288). */
   crop?: number | undefined;
+  /** Head models only: a grey image (DCT-Net's alpha.jpg), resized to the crop, blended as the head's mask; absolute once loaded. */
+  mask?: string | undefined;
   /** Detectors only: how to decode the outputs. */
   family?: string | undefined;
   /** Whole-image styles only: ids of the head model and the face detector for the face-aware path. */
@@ -114,6 +118,7 @@ export function parseManifest(file: string, text: string): ModelManifest {
   const manifest: ModelManifest = {
     id,
     title: v.optionalString('title') ?? id,
+    licence: v.optionalString('licence'),
     file: v.string('file'),
     role,
     input,
@@ -121,6 +126,7 @@ export function parseManifest(file: string, text: string): ModelManifest {
     size: rules,
     sha256: v.optionalString('sha256'),
     crop: v.optionalInt('crop', 32, 2048),
+    mask: v.optionalString('mask'),
     family: v.optionalString('family'),
     head: v.optionalString('head'),
     detector: v.optionalString('detector'),
@@ -130,6 +136,7 @@ export function parseManifest(file: string, text: string): ModelManifest {
     v.fail('sha256', 'must be 64 lower-case hex digits');
   }
   if (role === 'head' && manifest.crop === undefined) v.fail('crop', 'is required for a head model (DCT-Net: 288)');
+  if (manifest.mask !== undefined && role !== 'head') v.fail('mask', 'applies to head models only (the blend mask of the aligned crop)');
   if (role === 'detector' && manifest.family === undefined) v.fail('family', 'is required for a detector (e.g. "yunet")');
   // The detector runs on a copy at most this long; its strides go down to 32 pixels.
   if (role === 'detector' && rules.maxLongSide !== undefined && rules.maxLongSide < 32) {

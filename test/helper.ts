@@ -33,6 +33,8 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
     WORKERS: '1',
     LOG_LEVEL: 'silent',
     ALLOW_ROOT: 'true',
+    // The built-in style only: the learned styles cost seconds to load and run; their own tests configure them.
+    MODELS_DIRS: BUILTIN_MODELS_DIR,
     ...extra,
   };
 }

@@ -24,6 +24,7 @@ const ui = {
   fileName: $('file-name'),
   maxSize: $('max-size'),
   style: /** @type {HTMLSelectElement} */ ($('style')),
+  styleLicence: $('style-licence'),
   format: /** @type {HTMLSelectElement} */ ($('format')),
   submit: /** @type {HTMLButtonElement} */ ($('submit')),
   cancel: /** @type {HTMLButtonElement} */ ($('cancel')),
@@ -249,11 +250,18 @@ ui.dropzone.addEventListener('drop', (event) => {
 
 // ---- styles -------------------------------------------------------------------------------------------------------
 
-/** Reads GET /api/styles: { styles: [{ id, title }], default?, formats?, limits?: { maxUploadBytes? } }; ids as plain strings too. */
+function showLicence() {
+  const licence = ui.style.selectedOptions[0]?.dataset.licence;
+  ui.styleLicence.textContent = licence === undefined ? '' : `Model licence: ${licence}`;
+  ui.styleLicence.hidden = licence === undefined;
+}
+ui.style.addEventListener('change', showLicence);
+
+/** Reads GET /api/styles: { styles: [{ id, title, licence? }], default?, formats?, limits?: { maxUploadBytes? } }; ids as plain strings too. */
 function parseStyles(body) {
   const list = Array.isArray(body) ? body : Array.isArray(body?.styles) ? body.styles : [];
   const styles = list
-    .map((s) => (typeof s === 'string' ? { id: s, title: s } : { id: s?.id, title: s?.title ?? s?.name ?? s?.id }))
+    .map((s) => (typeof s === 'string' ? { id: s, title: s } : { id: s?.id, title: s?.title ?? s?.name ?? s?.id, licence: s?.licence }))
     .filter((s) => typeof s.id === 'string' && s.id !== '');
   const formats = Array.isArray(body?.formats) ? body.formats.filter((f) => typeof f === 'string') : null;
   const limit = body?.limits?.maxUploadBytes;
@@ -283,10 +291,13 @@ async function loadStyles() {
       // "Toon (built-in: guided-filter smoothing, …)" reads as "Toon"; the whole title stays as the tooltip.
       option.textContent = title.replace(/\s*\(.*\)\s*$/, '') || title;
       option.title = title;
+      // A learned model's licence and provenance, shown under the picker while it is chosen.
+      if (typeof s.licence === 'string' && s.licence !== '') option.dataset.licence = s.licence;
       return option;
     }),
   );
   ui.style.value = (styles.find((s) => s.id === menu.preferred) ?? styles[0]).id;
+  showLicence();
   // Offer only the formats this server makes (jpeg stays: it is every server's default).
   if (menu.formats !== null) {
     for (const option of [...ui.format.options]) {

@@ -99,6 +99,7 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
         minFaceSize: config.minFaceSize,
         cropSize: head!.manifest.crop!,
         runHead: (crop, side) => runImageModel(head!, crop, side, side),
+        mask: head!.mask,
       });
       rgb.fill(0);
       rgb = stylised.rgb;

@@ -63,6 +63,8 @@ export interface StyleInfo {
   id: string;
   title: string;
   faceAware: boolean;
+  /** The model's licence, where its manifest states one. */
+  licence?: string | undefined;
 }
 
 export interface RunControl {
@@ -189,7 +191,7 @@ export class InferencePool extends EventEmitter {
     });
     const styles = manifests
       .filter((m) => m.role === 'whole')
-      .map((m: ModelManifest) => ({ id: m.id, title: m.title, faceAware: m.head !== undefined && (config.maxFaces ?? 8) > 0 }));
+      .map((m: ModelManifest) => ({ id: m.id, title: m.title, faceAware: m.head !== undefined && (config.maxFaces ?? 8) > 0, licence: m.licence }));
     const pool = new InferencePool(piscina, styles, settings, maxQueue);
     await pool.waitUntilWarm();
     return pool;

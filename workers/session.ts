@@ -6,6 +6,8 @@ import * as ort from './ort.js';
 import { readFile } from 'node:fs/promises';
 import type { ModelManifest } from '../models/manifest.js';
 import { sha256 } from '../models/registry.js';
+import sharp from 'sharp';
+import { greyMask, type FaceMask } from './faces/mask.js';
 import { checkYunetOutputs } from './faces/yunet.js';
 import { native } from './native-guard.js';
 import { padTo } from './tensor.js';
@@ -23,6 +25,8 @@ export interface OutputTensor {
 
 export interface ModelSession {
   manifest: ModelManifest;
+  /** Head models with a mask image: that mask at the crop size. */
+  mask?: FaceMask | undefined;
   /** Runs the model and returns its image output (the manifest's `output.name`). */
   run(data: Float32Array, dims: readonly number[]): Promise<OutputTensor>;
   /** Runs the model and returns every output: detectors have many. */
@@ -54,6 +58,7 @@ export async function openSession(manifest: ModelManifest, threads: ThreadSettin
   };
   return {
     manifest,
+    mask: manifest.mask === undefined ? undefined : await loadMask(manifest.mask, manifest.crop!),
     async run(data, dims) {
       const feeds = { [manifest.input.name]: new ort.Tensor('float32', data, dims) };
       const outputs = await native(() => session.run(feeds, [outputName]));
@@ -66,6 +71,12 @@ export async function openSession(manifest: ModelManifest, threads: ThreadSettin
     },
     release: () => session.release(),
   };
+}
+
+/** A head's mask image (a model file, checked at start-up), as grey levels resized to the crop. */
+async function loadMask(file: string, crop: number): Promise<FaceMask> {
+  const grey = await sharp(await readFile(file)).greyscale().resize(crop, crop, { fit: 'fill' }).raw().toBuffer();
+  return greyMask(new Uint8Array(grey.buffer, grey.byteOffset, grey.length), crop);
 }
 
 /** One inference on a small grey image, so the first real request does not pay for lazy initialisation. */

@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, loadConfig, readTls } from '../../config.js';
 import { KeyFileError, KeySet, loadKeyFile, newApiKey, parseKeyFile } from '../../keys.js';
-import { BUILTIN_MODELS_DIR } from '../../models/registry.js';
+import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from '../../models/registry.js';
 
 t.test('defaults', async (t) => {
   const config = loadConfig({});
   t.equal(config.host, '127.0.0.1');
   t.equal(config.port, 8080);
-  t.same(config.modelsDirs, [BUILTIN_MODELS_DIR]);
+  t.same(config.modelsDirs, [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR], 'toon first (the default), then the learned styles');
   t.ok(config.workers >= 1);
   t.equal(config.maxQueue, config.workers * 4, 'queue: four per worker');
   t.equal(config.ortIntraThreads, 1);

@@ -93,3 +93,28 @@ export function ellipseMask(size: number, g: MaskGeometry): FaceMask {
   }
   return { data, width: size, height: size, channels: 1, bounds: { x0, y0, x1, y1 } };
 }
+
+/**
+ * A mask given as grey levels (DCT-Net's alpha.jpg, decoded and resized to the crop by the caller): 0..255 -> 0..1,
+ * with its bounds. Levels up to 2 count as 0, so that JPEG noise around a black border does not blend the crop's edge.
+ */
+export function greyMask(levels: Uint8Array, size: number): FaceMask {
+  if (levels.length !== size * size) throw new RangeError(`expected ${size * size} grey levels, got ${levels.length}`);
+  const data = new Float32Array(size * size);
+  let x0 = size;
+  let y0 = size;
+  let x1 = -1;
+  let y1 = -1;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const level = levels[y * size + x]!;
+      if (level <= 2) continue;
+      data[y * size + x] = level / 255;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+    }
+  }
+  return { data, width: size, height: size, channels: 1, bounds: Object.freeze({ x0, y0, x1, y1 }) };
+}

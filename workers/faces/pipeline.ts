@@ -7,7 +7,7 @@
  * warped mask are left bit-for-bit as the whole-image result has them.
  */
 import { performance } from 'node:perf_hooks';
-import { faceMask } from './mask.js';
+import { faceMask, type FaceMask } from './mask.js';
 import { alignmentTemplate, applyAffine, composeAffine, estimateSimilarity, invertAffine, type Affine, type Point } from './similarity.js';
 import { warpAffine } from './warp.js';
 import type { Box, Face } from './yunet.js';
@@ -45,6 +45,8 @@ export interface StylizeFacesArgs extends FaceOptions {
    */
   faces?: readonly Face[] | undefined;
   runHead: RunHead;
+  /** The head model's own blend mask at the crop size (DCT-Net's alpha.jpg); default: the feathered ellipse. */
+  mask?: FaceMask | undefined;
 }
 
 export interface PlacedFace {
@@ -85,8 +87,8 @@ export function faceToCrop(face: Face, cropSize: number, faceRatio: number): Aff
  * The integer rectangle of a `width` x `height` image outside which the crop's mask, warped back with `toCrop`,
  * is exactly 0 (bilinear sampling reads at most one pixel past a non-zero pixel of the mask).
  */
-export function maskRegion(toCrop: Affine, cropSize: number, width: number, height: number): Box {
-  const { x0, y0, x1, y1 } = faceMask(cropSize).bounds;
+export function maskRegion(toCrop: Affine, cropSize: number, width: number, height: number, mask: FaceMask = faceMask(cropSize)): Box {
+  const { x0, y0, x1, y1 } = mask.bounds;
   const fromCrop = invertAffine(toCrop);
   const corners = [
     { x: x0 - 1, y: y0 - 1 },
@@ -106,11 +108,11 @@ export function maskRegion(toCrop: Affine, cropSize: number, width: number, heig
  * Warps a stylised crop back into `out` (interleaved RGB, `width` wide) over `region` and blends it with the warped
  * mask: out = out + m (head - out). Pixels where the warped mask is 0 are not written.
  */
-export function blendHead(out: Uint8Array, width: number, head: Uint8Array, cropSize: number, toCrop: Affine, region: Box): void {
+export function blendHead(out: Uint8Array, width: number, head: Uint8Array, cropSize: number, toCrop: Affine, region: Box, cropMask: FaceMask = faceMask(cropSize)): void {
   if (region.width <= 0 || region.height <= 0) return;
   // Region pixels -> crop pixels: translate to image coordinates, then into the crop.
   const map = composeAffine(toCrop, [1, 0, region.x, 0, 1, region.y]);
-  const mask = warpAffine(faceMask(cropSize), map, region.width, region.height, 'zero').data;
+  const mask = warpAffine(cropMask, map, region.width, region.height, 'zero').data;
   const back = warpAffine({ data: head, width: cropSize, height: cropSize, channels: 3 }, map, region.width, region.height, 'edge').data;
   try {
     for (let y = 0; y < region.height; y++) {
@@ -145,6 +147,8 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
     throw new RangeError(`expected ${width * height * 3} bytes of RGB for the original and the result, got ${original.length} and ${result.length}`);
   }
   if (!Number.isInteger(cropSize) || cropSize < 16) throw new RangeError(`bad crop size ${cropSize}`);
+  const mask = args.mask ?? faceMask(cropSize);
+  if (mask.width !== cropSize || mask.height !== cropSize) throw new RangeError(`the mask is ${mask.width}x${mask.height}; the crop is ${cropSize}`);
 
   const t0 = performance.now();
   let found = args.faces;
@@ -177,7 +181,7 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
     } catch {
       return; // degenerate landmarks (all on one point): no alignment exists; the whole-image result stays
     }
-    const region = maskRegion(toCrop, cropSize, width, height);
+    const region = maskRegion(toCrop, cropSize, width, height, mask);
     if (region.width === 0 || region.height === 0) return;
     const crop = warpAffine({ data: original, width, height, channels: 3 }, fromCrop, cropSize, cropSize, 'edge').data;
     let head: Uint8Array | undefined;
@@ -186,7 +190,7 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
       if (head.length !== cropSize * cropSize * 3) {
         throw new RangeError(`the head model returned ${head.length} bytes; expected ${cropSize}x${cropSize} RGB`);
       }
-      blendHead(rgb, width, head, cropSize, toCrop, region);
+      blendHead(rgb, width, head, cropSize, toCrop, region, mask);
     } finally {
       // No copy of the face is left behind (the head may hand back the crop's own buffer).
       crop.fill(0);
