@@ -116,7 +116,7 @@ export function loadConfig(env: Env = process.env): Config {
     uiEnabled: read.bool('UI_ENABLED', true), // the web page is the product for people without an API key
     uiRateLimitMax: read.int('UI_RATE_LIMIT_MAX', 10, 1, 1_000_000), // per IP, per window: anonymous use is the easiest to abuse
     uiRequireKey: read.bool('UI_REQUIRE_KEY', false), // the page is for people without keys; operators may close it
-    publicOrigin: read.origin('PUBLIC_ORIGIN'), // none: the UI accepts the origin the request itself names (Host)
+    publicOrigin: read.origin('PUBLIC_ORIGIN'), // none: the UI accepts the origin the request itself names (Host); loopback only
     trustProxy: read.proxies('TRUST_PROXY'), // false: X-Forwarded-For is ignored, so it cannot be forged
     metricsHost: read.host('METRICS_HOST', '127.0.0.1'), // metrics reveal load and keys' ids: keep them off the public port
     metricsPort: read.int('METRICS_PORT', 9464, 0, 65535), // the OpenTelemetry Prometheus exporter's port; 0 turns it off
@@ -134,6 +134,11 @@ export function loadConfig(env: Env = process.env): Config {
 
   if (config.port !== 0 && config.metricsPort !== 0 && config.port === config.metricsPort) {
     throw new ConfigError('METRICS_PORT', `must differ from PORT (${config.port})`);
+  }
+  if (config.uiEnabled && config.publicOrigin === null && !isLoopbackHost(config.host)) {
+    // Without PUBLIC_ORIGIN, the web page's same-origin check compares the Origin with the request's own Host, which
+    // a DNS-rebinding page controls. On loopback only this box can reach the page; beyond it, name the origin.
+    throw new ConfigError('PUBLIC_ORIGIN', `must be set when HOST (${config.host}) is not a loopback address and the web page is on (UI_ENABLED): the origin people use, e.g. https://toon.example.org`);
   }
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     throw new ConfigError(config.tlsCertFile === null ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE', 'TLS_CERT_FILE and TLS_KEY_FILE must be set together');
@@ -275,6 +280,10 @@ function reader(env: Env) {
       return Object.freeze(entries);
     },
   };
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** The widest proxy ranges believed: 10.0.0.0/8 and fc00::/7-style private ranges pass, 0.0.0.0/0-style ones do not. */

@@ -9,6 +9,7 @@
  * were made in-process without it. Labels are bounded sets (route patterns, codes, style ids), never URLs.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { isIP } from 'node:net';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { authFailureReason } from './auth.js';
@@ -53,6 +54,12 @@ const REJECTION_REASONS: Readonly<Record<string, string>> = {
 };
 
 const STAGES = ['decode', 'detect', 'infer', 'head', 'encode'] as const;
+
+/** A Host header that names an address (or localhost), not a DNS name: a rebinding attack needs a name. */
+export function isAddressHost(host: string): boolean {
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return name === 'localhost' || isIP(name) !== 0;
+}
 
 async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
   const registry = new Registry();
@@ -251,7 +258,10 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
       // METRICS_PORT=0 turns metrics off; a port given here (tests: 0, any free port) overrides it.
       if (port === undefined && opts.port === 0) return null;
       server = Fastify({ logger: false });
-      server.get('/metrics', async (_request, reply) => {
+      server.get('/metrics', async (request, reply) => {
+        // DNS rebinding: a web page on a name its owner points at 127.0.0.1 could read this listener from a
+        // browser on the same box. Such a request carries that name as its Host; scrapers use an address.
+        if (!isAddressHost(request.host)) return reply.code(403).type('text/plain').send('Forbidden: scrape by address (Host must be an IP address or localhost)\n');
         reply.type(registry.contentType);
         return registry.metrics();
       });

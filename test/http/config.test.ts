@@ -75,6 +75,7 @@ t.test('bad values name their variable', async (t) => {
     [{ TRUST_PROXY: 'true' }, /^TRUST_PROXY: .*would trust any client/],
     [{ TRUST_PROXY: '2' }, /^TRUST_PROXY: /],
     [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY: "10.0.0.0\/33" is not/],
+    [{ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1' }, /^PUBLIC_ORIGIN: must be set when HOST \(0\.0\.0\.0\) is not a loopback address/],
     [{ TRUST_PROXY: '0.0.0.0/0' }, /^TRUST_PROXY: "0.0.0.0\/0" is too wide.*any client/],
     [{ TRUST_PROXY: '127.0.0.1,::/0' }, /^TRUST_PROXY: "::\/0" is too wide/],
     [{ TRUST_PROXY: '0.0.0.0/1' }, /^TRUST_PROXY: "0.0.0.0\/1" is too wide/],

@@ -96,3 +96,21 @@ t.test('queue depth and busy workers are read live; busy and aborted rejections 
   t.equal(value(await scrape(), 'privatoon_deadline_kills_total'), 1, 'and its thread was ended');
   await waitUntilReady(pool);
 });
+
+t.test('the metrics listener answers scrapers by address, not pages by name (DNS rebinding)', async (t) => {
+  const url = new URL(`${metricsAddress}/metrics`);
+  const get = (host: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ hostname: url.hostname, port: url.port, path: url.pathname, headers: { host } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  t.equal(await get(`127.0.0.1:${url.port}`), 200, 'an address');
+  t.equal(await get(`localhost:${url.port}`), 200, 'localhost');
+  t.equal(await get(`[::1]:${url.port}`), 200, 'an IPv6 address');
+  t.equal(await get(`10.1.2.3:${url.port}`), 200, 'a pod address, as Prometheus scrapes it');
+  t.equal(await get(`rebind.example:${url.port}`), 403, 'a DNS name that points here is refused');
+});
