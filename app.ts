@@ -4,7 +4,7 @@
  * run the same app the service runs.
  *
  * Order matters and is spelled out here rather than left to file names:
- *   errors first (every later failure needs the handler) -> drain -> pool (start-up fails here on a bad model)
+ *   errors first (every later failure needs the handler) -> cache-control default -> drain -> pool (start-up fails here on a bad model)
  *   -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
  *   metrics (they read what auth, the pool and the store decorate) -> helmet -> rate limit (after auth: it counts
  *   by key id) -> same-origin -> body parsers -> OpenAPI (before routes: it collects them) -> 404 -> routes.
@@ -17,10 +17,11 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import fp from 'fastify-plugin';
 import { PROJECT_ROOT, readTls, type Config } from './config.js';
 import authPlugin from './plugins/auth.js';
+import cacheControlPlugin from './plugins/cache-control.js';
 import drainPlugin from './plugins/drain.js';
 import errorsPlugin, { BadRequestError, NotFoundError, sendError } from './plugins/errors.js';
 import helmetPlugin from './plugins/helmet.js';
-import requestLogPlugin, { loggerOptions } from './plugins/logging.js';
+import requestLogPlugin, { incomingRequestId, loggerOptions } from './plugins/logging.js';
 import metricsPlugin from './plugins/metrics.js';
 import openApiPlugin from './plugins/openapi.js';
 import poolPlugin, { type Pool } from './plugins/pool.js';
@@ -31,6 +32,7 @@ import uploadsPlugin from './plugins/uploads.js';
 import cartoonizeRoutes from './routes/cartoonize.js';
 import docsRoutes from './routes/docs.js';
 import healthRoutes from './routes/health.js';
+import problemRoutes from './routes/problems.js';
 import styleRoutes from './routes/styles.js';
 import webRoutes from './routes/web.js';
 
@@ -66,6 +68,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
     // Read lazily: the pool is decorated just below.
     retryAfter: () => fastify.pool.retryAfterSeconds(),
   });
+  await fastify.register(cacheControlPlugin);
   await fastify.register(drainPlugin);
   await fastify.register(poolPlugin, {
     pool: opts.pool,
@@ -94,7 +97,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   });
   await fastify.register(sameOriginPlugin, { publicOrigin: config.publicOrigin });
   await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });
-  await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes });
+  await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes, publicOrigin: config.publicOrigin });
 
   // Unknown URLs are rate-limited too: scanners probing paths must not get unlimited cheap answers.
   fastify.setNotFoundHandler(
@@ -108,6 +111,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(styleRoutes);
   await fastify.register(cartoonizeRoutes);
   await fastify.register(docsRoutes);
+  await fastify.register(problemRoutes);
   // The web page (GET /, /app.js, /app.css); its upload endpoint, /ui/cartoonize, is in cartoonize.ts.
   if (config.uiEnabled) await fastify.register(webRoutes);
 }
@@ -144,8 +148,9 @@ export function buildApp(config: Config, deps: AppDeps = {}): FastifyInstance {
     logger: loggerOptions(config.logLevel, deps.logStream),
     // Fastify's own request lines would log the URL (with its query string); plugins/logging.ts writes ours.
     logController: new LogController({ disableRequestLogging: true }),
-    // Our own ids, never the client's (a client-chosen id could forge or flood log lines); sent back as X-Request-Id.
-    genReqId: () => randomUUID(),
+    // The caller's X-Request-Id when it is a plain token (nginx's $request_id, a UUID, a ULID: checked and bounded, so
+    // it cannot forge or flood a log line), else a UUID of ours; sent back as X-Request-Id and in every problem.
+    genReqId: (raw: { headers: Record<string, string | string[] | undefined> }) => incomingRequestId(raw.headers['x-request-id']) ?? randomUUID(),
     requestIdHeader: false,
     trustProxy: config.trustProxy === false ? false : [...config.trustProxy],
     bodyLimit: config.maxUploadBytes,

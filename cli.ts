@@ -17,13 +17,11 @@ import { extname } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { PROJECT_ROOT, loadConfig, type Config } from './config.js';
 import { newApiKey } from './keys.js';
-import { OUTPUT_FORMATS, type OutputFormat } from './workers/contract.js';
+import { DEFAULT_QUALITY, OUTPUT_FORMATS, type OutputFormat } from './workers/contract.js';
 import { InferencePool } from './workers/pool.js';
 
 /** Exit statuses (sysexits.h), so scripts can tell a typo from a bad photo from a broken install. */
 export const EXIT = { ok: 0, failure: 1, usage: 64, dataErr: 65, noInput: 66, cantCreate: 73 } as const;
-
-const DEFAULT_QUALITY = 95;
 
 const EXIT_HELP = `exit status:
   0   done
@@ -54,7 +52,7 @@ ${EXIT_HELP}`,
   -o, --output PATH    where the cartoon goes; - for stdout (the default, refused when stdout is a terminal)
   -s, --style ID       a style id (privatoon styles); default: the first style
   -f, --format FMT     ${OUTPUT_FORMATS.join(', ')}; default: from the output's extension, else jpeg
-  -q, --quality N      1-100 for jpeg, webp and avif; default ${DEFAULT_QUALITY}
+  -q, --quality N      1-100 for jpeg, webp and avif; default ${DEFAULT_QUALITY.jpeg} (avif ${DEFAULT_QUALITY.avif})
       --max-size PX    the result's longest side (never enlarged)
   -h, --help           this help
 
@@ -167,7 +165,7 @@ async function cartoonize(args: string[]): Promise<void> {
   }
   const format = formatFor(output, values.format as string | undefined);
   const config = loadConfig();
-  const quality = intOption('quality', values.quality as string | undefined, 1, 100) ?? DEFAULT_QUALITY;
+  const quality = intOption('quality', values.quality as string | undefined, 1, 100) ?? DEFAULT_QUALITY[format];
   const maxSize = intOption('max-size', values['max-size'] as string | undefined, 16, config.maxOutputSide);
   const bytes = await readInput(input);
 

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
+import { PROJECT_ROOT, loadConfig } from '../config.js';
 
 const app = buildApp(loadConfig({ WORKERS: '1', PORT: '0', METRICS_PORT: '0', LOG_LEVEL: 'silent', ALLOW_ROOT: 'true' }));
 await app.ready();
@@ -23,7 +23,7 @@ try {
   writeFileSync(file, response.body);
   const require = createRequire(import.meta.url);
   const cli = join(dirname(require.resolve('@redocly/cli/package.json')), 'bin', 'cli.js');
-  const run = spawnSync(process.execPath, [cli, 'lint', '--format', process.argv.includes('--json') ? 'json' : 'codeframe', file], {
+  const run = spawnSync(process.execPath, [cli, 'lint', '--config', join(PROJECT_ROOT, 'redocly.yaml'), '--format', process.argv.includes('--json') ? 'json' : 'codeframe', file], {
     stdio: 'inherit',
     env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
   });

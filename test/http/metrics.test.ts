@@ -47,7 +47,7 @@ t.test('counters and histograms move with traffic', async (t) => {
   t.equal((await post(api, form(images.jpeg), key)).status, 200);
   t.equal((await post(api, form(images.svg, { type: 'image/svg+xml' }), key)).status, 415);
   t.equal((await post(api, form(images.jpeg), {})).status, 401);
-  t.equal((await post(api, form(images.jpeg), { 'x-api-key': 'ptk_wrong' })).status, 403);
+  t.equal((await post(api, form(images.jpeg), { 'x-api-key': 'ptk_wrong' })).status, 401);
   t.equal((await post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'exit' })).status, 500);
   await waitUntilReady(pool);
 

@@ -42,8 +42,8 @@ t.test('per key id, with headers, and a JSON 429', async (t) => {
 
 t.test('without a key, attempts are counted per IP', async (t) => {
   const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '2' } });
-  t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess1' }, '10.0.0.1'))).statusCode, 403);
-  t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess2' }, '10.0.0.1'))).statusCode, 403);
+  t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess1' }, '10.0.0.1'))).statusCode, 401);
+  t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess2' }, '10.0.0.1'))).statusCode, 401);
   t.equal((await app.inject(upload({ 'x-api-key': 'ptk_guess3' }, '10.0.0.1'))).statusCode, 429, 'key guessing is bounded');
   t.equal((await app.inject(upload({}, '10.0.0.2'))).statusCode, 401, 'another IP is not affected');
   t.equal((await app.inject(upload({ 'x-api-key': keys['alice']! }, '10.0.0.1'))).statusCode, 200, 'a valid key is counted by its id, not the IP');

@@ -67,7 +67,7 @@ t.test('SIGHUP reloads keys; SIGTERM drains and exits 0', async (t) => {
     status = (await upload(second.key)).status;
   }
   t.equal(status, 200, 'after SIGHUP the new key works');
-  t.equal((await upload(first.key)).status, 403, 'and the old one does not');
+  t.equal((await upload(first.key)).status, 401, 'and the old one does not');
   writeFileSync(file, 'garbage\n');
   server.signal('SIGHUP');
   for (let i = 0; i < 100 && !server.output().includes('API key reload failed'); i++) await sleep(50);
