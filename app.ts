@@ -7,7 +7,7 @@
  *   errors first (every later failure needs the handler) -> cache-control default -> drain -> pool (start-up fails here on a bad model)
  *   -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
  *   metrics (they read what auth, the pool and the store decorate) -> helmet -> rate limit (after auth: it counts
- *   by key id) -> same-origin -> body parsers -> OpenAPI (before routes: it collects them) -> 404 -> routes.
+ *   by key id) -> same-origin -> body parsers -> 100-continue -> OpenAPI (before routes: it collects them) -> 405 -> 404 -> routes.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -19,9 +19,11 @@ import { PROJECT_ROOT, readTls, type Config } from './config.js';
 import authPlugin from './plugins/auth.js';
 import cacheControlPlugin from './plugins/cache-control.js';
 import drainPlugin from './plugins/drain.js';
+import expectContinuePlugin from './plugins/expect-continue.js';
 import errorsPlugin, { BadRequestError, NotFoundError, sendError } from './plugins/errors.js';
 import helmetPlugin from './plugins/helmet.js';
 import requestLogPlugin, { incomingRequestId, loggerOptions } from './plugins/logging.js';
+import methodsPlugin from './plugins/methods.js';
 import metricsPlugin from './plugins/metrics.js';
 import openApiPlugin from './plugins/openapi.js';
 import poolPlugin, { type Pool } from './plugins/pool.js';
@@ -97,7 +99,11 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   });
   await fastify.register(sameOriginPlugin, { publicOrigin: config.publicOrigin });
   await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });
+  await fastify.register(expectContinuePlugin, { maxUploadBytes: config.maxUploadBytes });
   await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes, publicOrigin: config.publicOrigin });
+
+  // A known path with the wrong method: 405 + Allow, on onRequest (it must see every route, so before them).
+  await fastify.register(methodsPlugin, { rateLimit: { max: config.rateLimitCheapMax, timeWindow: config.rateLimitWindowMs } });
 
   // Unknown URLs are rate-limited too: scanners probing paths must not get unlimited cheap answers.
   fastify.setNotFoundHandler(

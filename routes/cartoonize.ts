@@ -4,6 +4,7 @@
  * The life of a request, in hook order:
  *   onRequest   identifyKey (API) or requireSameOrigin (UI) -> rate limit (per key id, or per IP)
  *   preParsing  requireKey (API) -> admit: refuse with 503 while the pool is full or not ready, before a byte is read
+ *               -> continueUpload: a declared length over the limit is 413; else `100 Continue` if the client waits for it
  *   parsing     a raw image body is buffered in memory up to MAX_UPLOAD_BYTES (plugins/uploads.ts); a multipart body
  *               is left unread for the handler
  *   handler     read the form (one file, known fields, hard limits) -> check options and magic bytes
@@ -300,7 +301,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       ...shared,
       config: { rateLimit: apiLimit(config.rateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart+raw' },
       onRequest: [fastify.identifyKey], // the rate limiter's hook runs after it, keyed by the id it found
-      preParsing: [fastify.requireKey, admit],
+      preParsing: [fastify.requireKey, admit, fastify.continueUpload], // 100 Continue only once all of it passed
       schema: {
         operationId: 'cartoonize',
         summary: 'Cartoonize a photo',
@@ -323,7 +324,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
         ...shared,
         config: { rateLimit: uiLimit(config.uiRateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart' },
         onRequest: config.uiRequireKey ? [fastify.requireSameOrigin, fastify.identifyKey] : [fastify.requireSameOrigin],
-        preParsing: config.uiRequireKey ? [fastify.requireKey, formOnly, admit] : [formOnly, admit],
+        preParsing: config.uiRequireKey ? [fastify.requireKey, formOnly, admit, fastify.continueUpload] : [formOnly, admit, fastify.continueUpload],
         schema: {
           operationId: 'cartoonizeFromWebPage',
           summary: 'Cartoonize a photo from the web page (same origin only, per-IP limit)',

@@ -114,6 +114,14 @@ t.test('the committed nginx configuration: no disk, honest client IPs, quiet log
   t.match(committed, /add_header Strict-Transport-Security "max-age=\d+" always;/, 'HSTS');
   const format = /log_format privatoon ((?:'[^']*'\s*)+);/.exec(committed)?.[1] ?? '';
   t.ok(format.includes('$uri'), 'the access log has the path...');
+  t.ok(format.includes('$request_id'), '...and the request id...');
+  t.same(directive(committed, 'proxy_set_header X-Request-Id'), ['$request_id'], '...which the instances receive (and keep) as X-Request-Id');
+  // The web page's notice says what is logged; it names no IP address, so neither may this log (nor may it ever log one
+  // without the notice saying so).
+  const notice = readFileSync(join(ROOT, 'web', 'index.html'), 'utf8');
+  if (!/IP address(es)? (is|are) logged/i.test(notice)) {
+    t.notMatch(format, /\$remote_addr|\$binary_remote_addr|\$realip_remote_addr|\$proxy_add_x_forwarded_for/, 'no client address in the log: the page promises none');
+  }
   t.notMatch(format, /\$request_uri|\$request[^_]|\$request'|\$args|\$query_string|\$request_body|\$http_|\$cookie_/, '...never the query string, a body, a header or a cookie');
   const readTimeout = Number(/^(\d+)s$/.exec(directive(committed, 'proxy_read_timeout')[0] ?? '')?.[1]);
   t.ok(readTimeout > 60, 'nginx waits longer than REQUEST_TIMEOUT_MS (60 s) and REQUEST_DEADLINE_MS (30 s): the instance answers first');
@@ -273,7 +281,12 @@ t.test('nginx with TLS in front of two instances sharing limits in Redis', { ski
     await nginx.stop();
     const access = readFileSync(join(dir, 'access.log'), 'utf8');
     t.match(access, /"POST \/api\/cartoonize HTTP\/1\.1" 200 /, 'nginx logged the requests');
-    t.match(access, /^127\.0\.0\.3 /m, 'with the client address');
+    t.notMatch(access, /127\.0\.0\.3/, 'without the client address (the page promises none)');
+    // One id joins the proxy's line, the instance's line and the answer.
+    const ids = [...access.matchAll(/\] ([0-9a-f]{32}) "/g)].map((m) => m[1]!);
+    t.ok(ids.length > 0, 'nginx logged its request ids');
+    const instanceLogs = a.output() + b.output();
+    t.ok(ids.some((id) => instanceLogs.includes(`"reqId":"${id}"`)), 'an instance logged the same id');
     const logs = [access, a.output(), b.output()].join('\n');
     for (const secret of Object.values(keys).map((k) => k.key)) t.notOk(logs.includes(secret), 'no API key');
     t.notMatch(logs, /\?x=1|me\.jpg|astronaut/, 'no query string, no file name');
