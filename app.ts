@@ -29,6 +29,7 @@ import openApiPlugin from './plugins/openapi.js';
 import poolPlugin, { type Pool } from './plugins/pool.js';
 import rateLimitStorePlugin from './plugins/rate-limit-redis.js';
 import rateLimitPlugin, { CACHE_SIZE } from './plugins/rate-limit.js';
+import rateLimitWindowsPlugin from './plugins/rate-limit-windows.js';
 import sameOriginPlugin from './plugins/same-origin.js';
 import uploadsPlugin from './plugins/uploads.js';
 import cartoonizeRoutes from './routes/cartoonize.js';
@@ -96,6 +97,11 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
     max: config.rateLimitCheapMax,
     windowMs: config.rateLimitWindowMs,
     store: opts.rateLimitStore ?? fastify.rateLimitStore.store,
+  });
+  await fastify.register(rateLimitWindowsPlugin, {
+    windowMs: config.rateLimitWindowMs,
+    store: opts.rateLimitStore ?? fastify.rateLimitStore.store,
+    cache: CACHE_SIZE,
   });
   await fastify.register(sameOriginPlugin, { publicOrigin: config.publicOrigin });
   await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });

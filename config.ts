@@ -16,6 +16,12 @@ import { BUILTIN_MODELS_DIR } from './models/registry.js';
 /** The project's root folder, from source (tsx) and from dist/ alike: package.json, web/, and ../shared sit beside it. */
 export const PROJECT_ROOT = fileURLToPath(new URL(new URL('.', import.meta.url).pathname.endsWith('/dist/') ? '../' : './', import.meta.url));
 
+/** One rate-limit window: at most `max` requests per `windowMs`. */
+export interface RateWindow {
+  max: number;
+  windowMs: number;
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -40,6 +46,10 @@ export interface Config {
   rateLimitMax: number;
   rateLimitWindowMs: number;
   rateLimitCheapMax: number;
+  /** More windows on the API route, beside RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS (e.g. 1000 per day). */
+  rateLimitWindows: readonly RateWindow[];
+  /** More windows on the web page's route, beside UI_RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS. */
+  uiRateLimitWindows: readonly RateWindow[];
   uiEnabled: boolean;
   uiRateLimitMax: number;
   uiRequireKey: boolean;
@@ -100,6 +110,8 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitMax: read.int('RATE_LIMIT_MAX', 60, 1, 1_000_000), // per key (or per IP without one), per window
     rateLimitWindowMs: read.int('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000), // one minute
     rateLimitCheapMax: read.int('RATE_LIMIT_CHEAP_MAX', 600, 1, 1_000_000), // style list, OpenAPI, web assets, 404s: cheap but not free
+    rateLimitWindows: read.windows('RATE_LIMIT_WINDOWS'), // none: a load test may run thousands of requests a day on one key
+    uiRateLimitWindows: read.windows('UI_RATE_LIMIT_WINDOWS'), // none; e.g. "100 per day" for a public page
     uiEnabled: read.bool('UI_ENABLED', true), // the web page is the product for people without an API key
     uiRateLimitMax: read.int('UI_RATE_LIMIT_MAX', 10, 1, 1_000_000), // per IP, per window: anonymous use is the easiest to abuse
     uiRequireKey: read.bool('UI_REQUIRE_KEY', false), // the page is for people without keys; operators may close it
@@ -124,7 +136,12 @@ export function loadConfig(env: Env = process.env): Config {
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     throw new ConfigError(config.tlsCertFile === null ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE', 'TLS_CERT_FILE and TLS_KEY_FILE must be set together');
   }
-  return Object.freeze({ ...config, modelsDirs: Object.freeze([...config.modelsDirs]) });
+  return Object.freeze({
+    ...config,
+    modelsDirs: Object.freeze([...config.modelsDirs]),
+    rateLimitWindows: Object.freeze([...config.rateLimitWindows]),
+    uiRateLimitWindows: Object.freeze([...config.uiRateLimitWindows]),
+  });
 }
 
 export interface TlsMaterial {
@@ -242,6 +259,22 @@ function reader(env: Env) {
       if (url.search !== '' || url.hash !== '') throw new ConfigError(name, `${shape}; no query string or fragment`);
       return value;
     },
+    /** flask-limiter's notation: "1000 per day", "100/hour; 10 per 30 seconds" (comma, semicolon or "and" between). */
+    windows(name: string): readonly RateWindow[] {
+      const value = raw(name);
+      if (value === undefined) return [];
+      return value.split(/\s*(?:[,;]|\band\b)\s*/i).filter((part) => part !== '').map((part) => {
+        const match = /^(\d{1,7})\s*(?:\/|per)\s*(\d{1,5}\s+)?(second|minute|hour|day)s?$/i.exec(part.trim());
+        const max = Number(match?.[1]);
+        const count = match?.[2] === undefined ? 1 : Number(match[2]);
+        if (match === null || max < 1 || count < 1) {
+          throw new ConfigError(name, `must be windows such as "1000 per day" or "10/minute, 100 per hour" (per second, minute, hour or day), got ${JSON.stringify(part)}`);
+        }
+        const windowMs = count * UNIT_MS[match[3]!.toLowerCase() as keyof typeof UNIT_MS];
+        if (windowMs > 30 * 86_400_000) throw new ConfigError(name, `a window may last at most 30 days, got ${JSON.stringify(part)}`);
+        return { max, windowMs };
+      });
+    },
     proxies(name: string): false | readonly string[] {
       const value = raw(name);
       if (value === undefined || ['false', '0', 'no', 'off'].includes(value.toLowerCase())) return false;
@@ -257,6 +290,8 @@ function reader(env: Env) {
     },
   };
 }
+
+const UNIT_MS = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 
 /** What proxy-addr (Fastify's trustProxy) accepts: an address, a CIDR, or a named range. */
 function isProxyEntry(entry: string): boolean {

@@ -17,7 +17,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { BadRequestError, describeValidation, problemResponses, type ProblemCode } from '../plugins/errors.js';
 import type { Pool } from '../plugins/pool.js';
-import { apiLimit, uiLimit } from '../plugins/rate-limit.js';
+import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { OPTION_FIELDS } from '../plugins/uploads.js';
 import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../workers/contract.js';
 import { BadOptionError, UnknownStyleError, UnsupportedMediaError } from '../workers/errors.js';
@@ -103,8 +103,10 @@ const binary = { schema: { type: 'string', format: 'binary' } } as const;
 
 /** The rate limiter's headers (plugins/rate-limit.ts), on every answer of a limited route. */
 export const RATE_LIMIT_HEADERS = {
-  RateLimit: { type: 'string', description: 'The window closest to its limit: limit=N, remaining=N, reset=seconds (IETF draft)' },
-  'RateLimit-Policy': { type: 'string', description: 'Every window of this route: e.g. 60;w=60, 1000;w=86400' },
+  'RateLimit-Limit': { type: 'integer', description: 'The limit of the window closest to it (IETF httpapi draft)' },
+  'RateLimit-Remaining': { type: 'integer', description: 'Requests left in that window' },
+  'RateLimit-Reset': { type: 'integer', description: 'Seconds until that window resets' },
+  'RateLimit-Policy': { type: 'string', description: 'Every window of this route, limit;w=seconds: e.g. 60;w=60, 1000;w=86400' },
 } as const;
 
 const imageResponse = {
@@ -300,7 +302,8 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
     {
       ...shared,
       config: { rateLimit: apiLimit(config.rateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart+raw' },
-      onRequest: [fastify.identifyKey], // the rate limiter's hook runs after it, keyed by the id it found
+      // The rate limiter's hook runs after these, keyed by the id identifyKey found; the extra windows are counted here.
+      onRequest: [fastify.identifyKey, fastify.rateLimitWindows({ max: config.rateLimitMax, windowMs: config.rateLimitWindowMs }, config.rateLimitWindows, callerKey)],
       preParsing: [fastify.requireKey, admit, fastify.continueUpload], // 100 Continue only once all of it passed
       schema: {
         operationId: 'cartoonize',
@@ -323,7 +326,11 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       {
         ...shared,
         config: { rateLimit: uiLimit(config.uiRateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart' },
-        onRequest: config.uiRequireKey ? [fastify.requireSameOrigin, fastify.identifyKey] : [fastify.requireSameOrigin],
+        onRequest: [
+          fastify.requireSameOrigin,
+          ...(config.uiRequireKey ? [fastify.identifyKey] : []),
+          fastify.rateLimitWindows({ max: config.uiRateLimitMax, windowMs: config.rateLimitWindowMs }, config.uiRateLimitWindows, ipKey),
+        ],
         preParsing: config.uiRequireKey ? [fastify.requireKey, formOnly, admit, fastify.continueUpload] : [formOnly, admit, fastify.continueUpload],
         schema: {
           operationId: 'cartoonizeFromWebPage',

@@ -128,3 +128,15 @@ t.test('key files: format, errors by file and line, constant-time lookup', async
   writeFileSync(join(dir, 'ok.txt'), alice.line);
   t.equal((await loadKeyFile(join(dir, 'ok.txt'))).identify(alice.key), 'alice');
 });
+
+t.test('RATE_LIMIT_WINDOWS takes flask-limiter notation', async (t) => {
+  t.same(loadConfig({ RATE_LIMIT_WINDOWS: '1000 per day' }).rateLimitWindows, [{ max: 1000, windowMs: 86_400_000 }]);
+  t.same(loadConfig({ RATE_LIMIT_WINDOWS: '10/minute; 100 per hour and 5 per 30 seconds' }).rateLimitWindows, [
+    { max: 10, windowMs: 60_000 },
+    { max: 100, windowMs: 3_600_000 },
+    { max: 5, windowMs: 30_000 },
+  ]);
+  t.same(loadConfig({}).rateLimitWindows, [], 'none by default');
+  t.throws(() => loadConfig({ UI_RATE_LIMIT_WINDOWS: '10 per fortnight' }), /UI_RATE_LIMIT_WINDOWS: must be windows such as "1000 per day"/);
+  t.throws(() => loadConfig({ RATE_LIMIT_WINDOWS: '0 per day' }), /RATE_LIMIT_WINDOWS/);
+});
