@@ -91,7 +91,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   // Where rate-limit counts live: Redis when REDIS_URL is set (one connect attempt here, never fatal), else in-process.
   await fastify.register(rateLimitStorePlugin, { url: config.redisUrl, timeoutMs: config.redisTimeoutMs, cache: CACHE_SIZE });
   await fastify.register(requestLogPlugin);
-  await fastify.register(metricsPlugin, { host: config.metricsHost, port: config.metricsPort });
+  await fastify.register(metricsPlugin, { host: config.metricsHost, port: config.metricsPort, version: VERSION });
   await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
   await fastify.register(rateLimitPlugin, {
     max: config.rateLimitCheapMax,
