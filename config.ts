@@ -69,6 +69,8 @@ export interface Config {
   /** null: rate-limit counts are kept in this process (each instance its own budget). */
   redisUrl: string | null;
   redisTimeoutMs: number;
+  /** Serve plain HTTP beyond loopback with neither TLS nor a trusted proxy (a LAN demo, a TLS sidecar we cannot see). */
+  allowPlainHttp: boolean;
 }
 
 export class ConfigError extends Error {
@@ -128,10 +130,19 @@ export function loadConfig(env: Env = process.env): Config {
     tlsKeyFile: read.path('TLS_KEY_FILE'),
     redisUrl: read.redisUrl('REDIS_URL'), // none: rate limits counted per instance; set it when several instances share clients
     redisTimeoutMs: read.int('REDIS_TIMEOUT_MS', 500, 10, 10_000), // bounds each Redis connect and command: a dead Redis never stalls a request longer
+    allowPlainHttp: read.bool('ALLOW_PLAIN_HTTP', false), // keys and photos must not cross a network in clear by accident
   };
 
   if (config.port !== 0 && config.metricsPort !== 0 && config.port === config.metricsPort) {
     throw new ConfigError('METRICS_PORT', `must differ from PORT (${config.port})`);
+  }
+  if (!isLoopback(config.host) && config.tlsCertFile === null && config.trustProxy === false && !config.allowPlainHttp) {
+    throw new ConfigError(
+      'HOST',
+      `${config.host} is reachable beyond this machine, but there is no TLS (TLS_CERT_FILE, TLS_KEY_FILE) and no proxy in front ` +
+        '(TRUST_PROXY): API keys and photos would cross the network in clear. Serve TLS, put a TLS proxy in front (and set TRUST_PROXY ' +
+        'to it), bind HOST to 127.0.0.1, or set ALLOW_PLAIN_HTTP=true if something you trust already encrypts the traffic',
+    );
   }
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     throw new ConfigError(config.tlsCertFile === null ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE', 'TLS_CERT_FILE and TLS_KEY_FILE must be set together');
@@ -142,6 +153,12 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitWindows: Object.freeze([...config.rateLimitWindows]),
     uiRateLimitWindows: Object.freeze([...config.uiRateLimitWindows]),
   });
+}
+
+/** A HOST that only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const address = host.toLowerCase().replace(/^::ffff:/, '');
+  return address === 'localhost' || address === '::1' || (isIP(address) === 4 && address.startsWith('127.'));
 }
 
 export interface TlsMaterial {

@@ -140,3 +140,12 @@ t.test('RATE_LIMIT_WINDOWS takes flask-limiter notation', async (t) => {
   t.throws(() => loadConfig({ UI_RATE_LIMIT_WINDOWS: '10 per fortnight' }), /UI_RATE_LIMIT_WINDOWS: must be windows such as "1000 per day"/);
   t.throws(() => loadConfig({ RATE_LIMIT_WINDOWS: '0 per day' }), /RATE_LIMIT_WINDOWS/);
 });
+
+t.test('HOST beyond loopback needs TLS, a trusted proxy, or ALLOW_PLAIN_HTTP: keys and photos never cross a network in clear by accident', async (t) => {
+  t.throws(() => loadConfig({ HOST: '0.0.0.0' }), /^HOST: 0\.0\.0\.0 is reachable beyond this machine, but there is no TLS .* ALLOW_PLAIN_HTTP=true/);
+  t.throws(() => loadConfig({ HOST: '10.1.2.3' }), /^HOST: /);
+  t.throws(() => loadConfig({ HOST: '::' }), /^HOST: /);
+  t.equal(loadConfig({ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1' }).host, '0.0.0.0', 'behind a proxy that ends TLS');
+  t.equal(loadConfig({ HOST: '0.0.0.0', ALLOW_PLAIN_HTTP: 'true' }).allowPlainHttp, true, 'or said out loud');
+  for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) t.equal(loadConfig({ HOST: host }).host, host, `${host}: loopback is fine`);
+});
