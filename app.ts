@@ -125,7 +125,9 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(docsRoutes);
   await fastify.register(problemRoutes);
   // The web page (GET /, /app.js, /app.css); its upload endpoint, /ui/cartoonize, is in cartoonize.ts.
-  if (config.uiEnabled) await fastify.register(webRoutes);
+  if (config.uiEnabled) {
+    await fastify.register(webRoutes, { operator: { name: config.operatorName, contact: config.operatorContact, policyUrl: config.privacyPolicyUrl } });
+  }
 }
 
 /**

@@ -69,6 +69,12 @@ export interface Config {
   /** null: rate-limit counts are kept in this process (each instance its own budget). */
   redisUrl: string | null;
   redisTimeoutMs: number;
+  /** Who runs this service, as the web page names them; null: the page says no operator is named. */
+  operatorName: string | null;
+  /** How people reach the operator: an e-mail address or an http(s) URL. */
+  operatorContact: string | null;
+  /** The operator's privacy policy: an http(s) URL or a path on this server. */
+  privacyPolicyUrl: string | null;
   /** Serve plain HTTP beyond loopback with neither TLS nor a trusted proxy (a LAN demo, a TLS sidecar we cannot see). */
   allowPlainHttp: boolean;
 }
@@ -131,6 +137,9 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl: read.redisUrl('REDIS_URL'), // none: rate limits counted per instance; set it when several instances share clients
     redisTimeoutMs: read.int('REDIS_TIMEOUT_MS', 500, 10, 10_000), // bounds each Redis connect and command: a dead Redis never stalls a request longer
     allowPlainHttp: read.bool('ALLOW_PLAIN_HTTP', false), // keys and photos must not cross a network in clear by accident
+    operatorName: read.text('OPERATOR_NAME', 100), // the web page names who runs it (people must know whom they trust)
+    operatorContact: read.contact('OPERATOR_CONTACT'), // and how to reach them
+    privacyPolicyUrl: read.link('PRIVACY_POLICY_URL'), // and where their policy is
   };
 
   if (config.port !== 0 && config.metricsPort !== 0 && config.port === config.metricsPort) {
@@ -292,6 +301,25 @@ function reader(env: Env) {
         return { max, windowMs };
       });
     },
+    /** One line of plain text (shown on the web page, escaped there). */
+    text(name: string, maxLength: number): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      if (value.length > maxLength || /[\u0000-\u001f\u007f]/.test(value)) throw new ConfigError(name, `must be one line of at most ${maxLength} characters`);
+      return value;
+    },
+    contact(name: string): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      if (/^[^\s@<>"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$/.test(value) || isWebUrl(value)) return value;
+      throw new ConfigError(name, `must be an e-mail address or an http(s) URL, got ${JSON.stringify(value)}`);
+    },
+    link(name: string): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      if (isWebUrl(value) || /^\/[^\s"<>]*$/.test(value)) return value;
+      throw new ConfigError(name, `must be an http(s) URL or a path on this server (/privacy.html), got ${JSON.stringify(value)}`);
+    },
     proxies(name: string): false | readonly string[] {
       const value = raw(name);
       if (value === undefined || ['false', '0', 'no', 'off'].includes(value.toLowerCase())) return false;
@@ -306,6 +334,15 @@ function reader(env: Env) {
       return Object.freeze(entries);
     },
   };
+}
+
+function isWebUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && !/[\s"<>]/.test(value);
+  } catch {
+    return false;
+  }
 }
 
 const UNIT_MS = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
