@@ -17,7 +17,7 @@ import fp from 'fastify-plugin';
 export const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'] as const;
 
 /** The option fields a form may carry besides the file; the route rejects any other name. */
-export const OPTION_FIELDS = ['style', 'format', 'quality', 'max_size', 'require_face', 'download'] as const;
+export const OPTION_FIELDS = ['style', 'format', 'quality', 'max_size', 'require_face', 'download', 'crop'] as const;
 
 export interface UploadsOptions {
   maxUploadBytes: number;

@@ -35,6 +35,7 @@ interface CartoonizeQuery {
   max_size?: number;
   require_face?: boolean;
   download?: boolean;
+  crop?: 'face' | 'none';
 }
 
 /** `q` of one media range in an Accept header (RFC 9110 12.5.1): 0 when absent or refused. */
@@ -86,6 +87,11 @@ function optionsSchema(maxOutputSide: number, styleIds: readonly string[]) {
         minimum: 1,
         maximum: 100,
         description: `Encoder quality for jpeg, webp and avif; default ${DEFAULT_QUALITY.jpeg} (jpeg, webp), ${DEFAULT_QUALITY.avif} (avif)`,
+      },
+      crop: {
+        type: 'string',
+        enum: ['none', 'face'],
+        description: 'Face-aware styles: `face` answers a square avatar centred on the largest face (422 PTOON_NO_FACE without one); default none',
       },
       download: { type: 'boolean', description: 'Answer as a download: Content-Disposition: attachment; filename="cartoon.<ext>"; default false (inline)' },
       max_size: {
@@ -242,6 +248,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       quality: options.quality ?? DEFAULT_QUALITY[format],
       maxSize: options.max_size,
       requireFace: options.require_face,
+      ...(options.crop === 'face' ? { crop: 'face' as const } : {}),
       ...(asked === 'auto' ? { negotiated: true } : {}),
       ...(options.download === true ? { download: true } : {}),
     };

@@ -23,6 +23,8 @@ export interface CartoonizeOptions {
   maxSize?: number | undefined;
   /** Face-aware styles: answer NO_FACE instead of a whole-image result when no face is found. */
   requireFace?: boolean | undefined;
+  /** 'face': a square avatar around the largest face (face-aware styles; NO_FACE without one). */
+  crop?: 'face' | undefined;
 }
 
 /** Fault injection for tests of the pool's recovery; honoured only when the pool was started with testHooks. */
