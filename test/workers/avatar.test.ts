@@ -9,7 +9,7 @@ import t from 'tap';
 import { BUILTIN_MODELS_DIR } from '../../models/registry.js';
 import { avatarSquare, cropRaster } from '../../workers/faces/avatar.js';
 import { InferencePool } from '../../workers/pool.js';
-import { modelsDir, SHARED } from '../fixtures/models.js';
+import { modelsDir, SHARED, whiteboxFaceModels } from '../fixtures/models.js';
 
 t.test('the square is centred on the face, twice its size, and stays inside the picture', async (t) => {
   t.same(avatarSquare({ x: 400, y: 300, width: 100, height: 120 }, 1000, 800), { x: 330, y: 240, side: 240 }, 'centred, 2x the longer side');
@@ -29,21 +29,7 @@ const WHITEBOX = join(MODELS, 'whitebox_cartoon_nhwc.onnx');
 const missing = [DETECTOR, WHITEBOX, IMAGES].find((p) => !existsSync(p));
 
 t.test('crop=face through the pool: a square avatar holding the face; no face is 422; toon refuses it', { skip: missing !== undefined && `${missing} is not present (../shared)` }, async (t) => {
-  const io = { input: { name: 'input_photo', layout: 'NHWC', channels: 'BGR', range: '-1..1' }, output: { name: 'final_output' } };
-  const models = [
-    {
-      manifest: {
-        id: 'yunet',
-        role: 'detector',
-        family: 'yunet',
-        file: DETECTOR,
-        input: { name: 'input', layout: 'NCHW', channels: 'BGR', range: '0..255' },
-        size: { maxLongSide: 512, multiple: 32, pad: 0, resizeBack: false },
-      },
-    },
-    { manifest: { id: 'wb-head', role: 'head', crop: 288, file: WHITEBOX, ...io, size: { multiple: 8 } } },
-    { manifest: { id: 'wb-faces', role: 'whole', head: 'wb-head', detector: 'yunet', file: WHITEBOX, ...io, size: { maxShortSide: 720, multiple: 8 } } },
-  ];
+  const models = whiteboxFaceModels(DETECTOR, WHITEBOX);
   const pool = await InferencePool.start({ modelsDirs: [modelsDir(t, models), BUILTIN_MODELS_DIR], workers: 1, intraOpThreads: 2 });
   t.teardown(() => pool.close());
 
