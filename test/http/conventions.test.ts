@@ -108,7 +108,8 @@ t.test('download=true answers as an attachment named cartoon.<ext>', async (t) =
   t.equal(download.headers.get('content-disposition'), 'attachment; filename="cartoon.jpg"');
   const field = await post(`${base}/api/cartoonize`, form(images.jpeg, { fields: { download: 'true', format: 'png' } }), key);
   t.equal(field.headers.get('content-disposition'), 'attachment; filename="cartoon.png"', 'as a form field too');
-  t.equal((await post(`${base}/api/cartoonize?download=maybe`, form(images.jpeg), key)).status, 400);
+  // A raw body (read whole before the options are checked): a refused form is cut mid-upload, by design.
+  t.equal((await post(`${base}/api/cartoonize?download=maybe`, images.jpeg, { ...key, 'content-type': 'image/jpeg' })).status, 400);
 });
 
 t.test('AVIF output, without metadata', async (t) => {
