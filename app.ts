@@ -4,10 +4,11 @@
  * run the same app the service runs.
  *
  * Order matters and is spelled out here rather than left to file names:
- *   errors first (every later failure needs the handler) -> security headers (the first hook) -> drain -> pool (start-up fails here on a bad model)
- *   -> upload budget -> auth (start-up fails here on a bad key file) -> rate-limit store (Redis or in-process) -> request log and
- *   metrics (they read what auth, the pool and the store decorate) -> rate limit (after auth: it counts
- *   by key id) -> same-origin -> body parsers -> scrubbing of unread bytes -> OpenAPI (before routes: it collects them) -> 404 -> routes.
+ *   errors first (every later failure needs the handler) -> security headers (the first hook) -> cache-control
+ *   default -> drain -> pool (start-up fails here on a bad model) -> upload budget -> auth (start-up fails here on a
+ *   bad key file) -> rate-limit store (Redis or in-process) -> request log and metrics (they read what auth, the pool
+ *   and the store decorate) -> rate limit (after auth: it counts by key id) -> same-origin -> body parsers ->
+ *   scrubbing of unread bytes -> 100-continue -> OpenAPI (before routes: it collects them) -> 405 -> 404 -> routes.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,15 +18,19 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import fp from 'fastify-plugin';
 import { PROJECT_ROOT, readTls, type Config } from './config.js';
 import authPlugin from './plugins/auth.js';
+import cacheControlPlugin from './plugins/cache-control.js';
 import drainPlugin from './plugins/drain.js';
+import expectContinuePlugin from './plugins/expect-continue.js';
 import errorsPlugin, { BadRequestError, NotFoundError, sendError } from './plugins/errors.js';
 import helmetPlugin from './plugins/helmet.js';
-import requestLogPlugin, { loggerOptions } from './plugins/logging.js';
+import requestLogPlugin, { incomingRequestId, loggerOptions } from './plugins/logging.js';
+import methodsPlugin from './plugins/methods.js';
 import metricsPlugin from './plugins/metrics.js';
 import openApiPlugin from './plugins/openapi.js';
 import poolPlugin, { type Pool } from './plugins/pool.js';
 import rateLimitStorePlugin from './plugins/rate-limit-redis.js';
 import rateLimitPlugin, { CACHE_SIZE } from './plugins/rate-limit.js';
+import rateLimitWindowsPlugin from './plugins/rate-limit-windows.js';
 import sameOriginPlugin from './plugins/same-origin.js';
 import scrubPlugin from './plugins/scrub.js';
 import uploadBudgetPlugin from './plugins/upload-budget.js';
@@ -33,6 +38,7 @@ import uploadsPlugin from './plugins/uploads.js';
 import cartoonizeRoutes from './routes/cartoonize.js';
 import docsRoutes from './routes/docs.js';
 import healthRoutes from './routes/health.js';
+import problemRoutes from './routes/problems.js';
 import styleRoutes from './routes/styles.js';
 import webRoutes from './routes/web.js';
 
@@ -70,6 +76,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   });
   // Security headers first among the hooks: every answer carries them, those of the drain and the limits included.
   await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
+  await fastify.register(cacheControlPlugin);
   await fastify.register(drainPlugin);
   await fastify.register(poolPlugin, {
     pool: opts.pool,
@@ -98,16 +105,25 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   // Where rate-limit counts live: Redis when REDIS_URL is set (one connect attempt here, never fatal), else in-process.
   await fastify.register(rateLimitStorePlugin, { url: config.redisUrl, timeoutMs: config.redisTimeoutMs, cache: CACHE_SIZE });
   await fastify.register(requestLogPlugin);
-  await fastify.register(metricsPlugin, { host: config.metricsHost, port: config.metricsPort });
+  await fastify.register(metricsPlugin, { host: config.metricsHost, port: config.metricsPort, version: VERSION });
   await fastify.register(rateLimitPlugin, {
     max: config.rateLimitCheapMax,
     windowMs: config.rateLimitWindowMs,
     store: opts.rateLimitStore ?? fastify.rateLimitStore.store,
   });
+  await fastify.register(rateLimitWindowsPlugin, {
+    windowMs: config.rateLimitWindowMs,
+    store: opts.rateLimitStore ?? fastify.rateLimitStore.store,
+    cache: CACHE_SIZE,
+  });
   await fastify.register(sameOriginPlugin, { publicOrigin: config.publicOrigin });
   await fastify.register(uploadsPlugin, { maxUploadBytes: config.maxUploadBytes });
   await fastify.register(scrubPlugin);
-  await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes });
+  await fastify.register(expectContinuePlugin, { maxUploadBytes: config.maxUploadBytes });
+  await fastify.register(openApiPlugin, { version: VERSION, maxUploadBytes: config.maxUploadBytes, publicOrigin: config.publicOrigin });
+
+  // A known path with the wrong method: 405 + Allow, on onRequest (it must see every route, so before them).
+  await fastify.register(methodsPlugin, { rateLimit: { max: config.rateLimitCheapMax, timeWindow: config.rateLimitWindowMs } });
 
   // Unknown URLs and methods are refused at onRequest, before a byte of their body is read (the raw-image parser is
   // app-wide, so a body sent to /nope would otherwise be buffered whole first). They are rate-limited too, at the
@@ -126,8 +142,11 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(styleRoutes);
   await fastify.register(cartoonizeRoutes);
   await fastify.register(docsRoutes);
+  await fastify.register(problemRoutes);
   // The web page (GET /, /app.js, /app.css); its upload endpoint, /ui/cartoonize, is in cartoonize.ts.
-  if (config.uiEnabled) await fastify.register(webRoutes);
+  if (config.uiEnabled) {
+    await fastify.register(webRoutes, { operator: { name: config.operatorName, contact: config.operatorContact, policyUrl: config.privacyPolicyUrl } });
+  }
 }
 
 /**
@@ -162,8 +181,9 @@ export function buildApp(config: Config, deps: AppDeps = {}): FastifyInstance {
     logger: loggerOptions(config.logLevel, deps.logStream),
     // Fastify's own request lines would log the URL (with its query string); plugins/logging.ts writes ours.
     logController: new LogController({ disableRequestLogging: true }),
-    // Our own ids, never the client's (a client-chosen id could forge or flood log lines); sent back as X-Request-Id.
-    genReqId: () => randomUUID(),
+    // The caller's X-Request-Id when it is a plain token (nginx's $request_id, a UUID, a ULID: checked and bounded, so
+    // it cannot forge or flood a log line), else a UUID of ours; sent back as X-Request-Id and in every problem.
+    genReqId: (raw: { headers: Record<string, string | string[] | undefined> }) => incomingRequestId(raw.headers['x-request-id']) ?? randomUUID(),
     requestIdHeader: false,
     trustProxy: config.trustProxy === false ? false : [...config.trustProxy],
     bodyLimit: config.maxUploadBytes,

@@ -16,6 +16,12 @@ import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from './models/registry.js'
 /** The project's root folder, from source (tsx) and from dist/ alike: package.json, web/, and ../shared sit beside it. */
 export const PROJECT_ROOT = fileURLToPath(new URL(new URL('.', import.meta.url).pathname.endsWith('/dist/') ? '../' : './', import.meta.url));
 
+/** One rate-limit window: at most `max` requests per `windowMs`. */
+export interface RateWindow {
+  max: number;
+  windowMs: number;
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -45,6 +51,10 @@ export interface Config {
   rateLimitMax: number;
   rateLimitWindowMs: number;
   rateLimitCheapMax: number;
+  /** More windows on the API route, beside RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS (e.g. 1000 per day). */
+  rateLimitWindows: readonly RateWindow[];
+  /** More windows on the web page's route, beside UI_RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS. */
+  uiRateLimitWindows: readonly RateWindow[];
   uiEnabled: boolean;
   uiRateLimitMax: number;
   uiRequireKey: boolean;
@@ -66,6 +76,14 @@ export interface Config {
   /** null: rate-limit counts are kept in this process (each instance its own budget). */
   redisUrl: string | null;
   redisTimeoutMs: number;
+  /** Who runs this service, as the web page names them; null: the page says no operator is named. */
+  operatorName: string | null;
+  /** How people reach the operator: an e-mail address or an http(s) URL. */
+  operatorContact: string | null;
+  /** The operator's privacy policy: an http(s) URL or a path on this server. */
+  privacyPolicyUrl: string | null;
+  /** Serve plain HTTP beyond loopback with neither TLS nor a trusted proxy (a LAN demo, a TLS sidecar we cannot see). */
+  allowPlainHttp: boolean;
 }
 
 export class ConfigError extends Error {
@@ -113,6 +131,8 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitMax: read.int('RATE_LIMIT_MAX', 60, 1, 1_000_000), // per key (or per IP without one), per window
     rateLimitWindowMs: read.int('RATE_LIMIT_WINDOW_MS', 60_000, 1000, 86_400_000), // one minute
     rateLimitCheapMax: read.int('RATE_LIMIT_CHEAP_MAX', 600, 1, 1_000_000), // style list, OpenAPI, web assets, 404s: cheap but not free
+    rateLimitWindows: read.windows('RATE_LIMIT_WINDOWS'), // none: a load test may run thousands of requests a day on one key
+    uiRateLimitWindows: read.windows('UI_RATE_LIMIT_WINDOWS'), // none; e.g. "100 per day" for a public page
     uiEnabled: read.bool('UI_ENABLED', true), // the web page is the product for people without an API key
     uiRateLimitMax: read.int('UI_RATE_LIMIT_MAX', 10, 1, 1_000_000), // per IP, per window: anonymous use is the easiest to abuse
     uiRequireKey: read.bool('UI_REQUIRE_KEY', false), // the page is for people without keys; operators may close it
@@ -130,12 +150,24 @@ export function loadConfig(env: Env = process.env): Config {
     tlsKeyFile: read.path('TLS_KEY_FILE'),
     redisUrl: read.redisUrl('REDIS_URL'), // none: rate limits counted per instance; set it when several instances share clients
     redisTimeoutMs: read.int('REDIS_TIMEOUT_MS', 500, 10, 10_000), // bounds each Redis connect and command: a dead Redis never stalls a request longer
+    allowPlainHttp: read.bool('ALLOW_PLAIN_HTTP', false), // keys and photos must not cross a network in clear by accident
+    operatorName: read.text('OPERATOR_NAME', 100), // the web page names who runs it (people must know whom they trust)
+    operatorContact: read.contact('OPERATOR_CONTACT'), // and how to reach them
+    privacyPolicyUrl: read.link('PRIVACY_POLICY_URL'), // and where their policy is
   };
 
   if (config.port !== 0 && config.metricsPort !== 0 && config.port === config.metricsPort) {
     throw new ConfigError('METRICS_PORT', `must differ from PORT (${config.port})`);
   }
-  if (config.uiEnabled && config.publicOrigin === null && !isLoopbackHost(config.host)) {
+  if (!isLoopback(config.host) && config.tlsCertFile === null && config.trustProxy === false && !config.allowPlainHttp) {
+    throw new ConfigError(
+      'HOST',
+      `${config.host} is reachable beyond this machine, but there is no TLS (TLS_CERT_FILE, TLS_KEY_FILE) and no proxy in front ` +
+        '(TRUST_PROXY): API keys and photos would cross the network in clear. Serve TLS, put a TLS proxy in front (and set TRUST_PROXY ' +
+        'to it), bind HOST to 127.0.0.1, or set ALLOW_PLAIN_HTTP=true if something you trust already encrypts the traffic',
+    );
+  }
+  if (config.uiEnabled && config.publicOrigin === null && !isLoopback(config.host)) {
     // Without PUBLIC_ORIGIN, the web page's same-origin check compares the Origin with the request's own Host, which
     // a DNS-rebinding page controls. On loopback only this box can reach the page; beyond it, name the origin.
     throw new ConfigError('PUBLIC_ORIGIN', `must be set when HOST (${config.host}) is not a loopback address and the web page is on (UI_ENABLED): the origin people use, e.g. https://toon.example.org`);
@@ -143,7 +175,18 @@ export function loadConfig(env: Env = process.env): Config {
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     throw new ConfigError(config.tlsCertFile === null ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE', 'TLS_CERT_FILE and TLS_KEY_FILE must be set together');
   }
-  return Object.freeze({ ...config, modelsDirs: Object.freeze([...config.modelsDirs]) });
+  return Object.freeze({
+    ...config,
+    modelsDirs: Object.freeze([...config.modelsDirs]),
+    rateLimitWindows: Object.freeze([...config.rateLimitWindows]),
+    uiRateLimitWindows: Object.freeze([...config.uiRateLimitWindows]),
+  });
+}
+
+/** A HOST that only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const address = host.toLowerCase().replace(/^::ffff:/, '');
+  return address === 'localhost' || address === '::1' || (isIP(address) === 4 && address.startsWith('127.'));
 }
 
 export interface TlsMaterial {
@@ -261,6 +304,41 @@ function reader(env: Env) {
       if (url.search !== '' || url.hash !== '') throw new ConfigError(name, `${shape}; no query string or fragment`);
       return value;
     },
+    /** flask-limiter's notation: "1000 per day", "100/hour; 10 per 30 seconds" (comma, semicolon or "and" between). */
+    windows(name: string): readonly RateWindow[] {
+      const value = raw(name);
+      if (value === undefined) return [];
+      return value.split(/\s*(?:[,;]|\band\b)\s*/i).filter((part) => part !== '').map((part) => {
+        const match = /^(\d{1,7})\s*(?:\/|per)\s*(\d{1,5}\s+)?(second|minute|hour|day)s?$/i.exec(part.trim());
+        const max = Number(match?.[1]);
+        const count = match?.[2] === undefined ? 1 : Number(match[2]);
+        if (match === null || max < 1 || count < 1) {
+          throw new ConfigError(name, `must be windows such as "1000 per day" or "10/minute, 100 per hour" (per second, minute, hour or day), got ${JSON.stringify(part)}`);
+        }
+        const windowMs = count * UNIT_MS[match[3]!.toLowerCase() as keyof typeof UNIT_MS];
+        if (windowMs > 30 * 86_400_000) throw new ConfigError(name, `a window may last at most 30 days, got ${JSON.stringify(part)}`);
+        return { max, windowMs };
+      });
+    },
+    /** One line of plain text (shown on the web page, escaped there). */
+    text(name: string, maxLength: number): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      if (value.length > maxLength || /[\u0000-\u001f\u007f]/.test(value)) throw new ConfigError(name, `must be one line of at most ${maxLength} characters`);
+      return value;
+    },
+    contact(name: string): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      if (/^[^\s@<>"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$/.test(value) || isWebUrl(value)) return value;
+      throw new ConfigError(name, `must be an e-mail address or an http(s) URL, got ${JSON.stringify(value)}`);
+    },
+    link(name: string): string | null {
+      const value = raw(name);
+      if (value === undefined) return null;
+      if (isWebUrl(value) || /^\/[^\s"<>]*$/.test(value)) return value;
+      throw new ConfigError(name, `must be an http(s) URL or a path on this server (/privacy.html), got ${JSON.stringify(value)}`);
+    },
     proxies(name: string): false | readonly string[] {
       const value = raw(name);
       if (value === undefined || ['false', '0', 'no', 'off'].includes(value.toLowerCase())) return false;
@@ -282,13 +360,20 @@ function reader(env: Env) {
   };
 }
 
-function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 /** The widest proxy ranges believed: 10.0.0.0/8 and fc00::/7-style private ranges pass, 0.0.0.0/0-style ones do not. */
 const MIN_PROXY_PREFIX_V4 = 8;
 const MIN_PROXY_PREFIX_V6 = 7;
+
+function isWebUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && !/[\s"<>]/.test(value);
+  } catch {
+    return false;
+  }
+}
+
+const UNIT_MS = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 
 /** What proxy-addr (Fastify's trustProxy) accepts: an address, a CIDR, or a named range. */
 function isProxyEntry(entry: string): boolean {

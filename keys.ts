@@ -15,6 +15,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 
 export const KEY_PREFIX = 'ptk_';
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -106,9 +107,26 @@ export async function loadKeyFile(file: string): Promise<KeySet> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new KeyFileError(file, null, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new KeyFileError(file, null, `cannot be read (${code})${code === 'EACCES' || code === 'EPERM' ? permissionHint() : ''}`);
   }
   return parseKeyFile(file, text);
+}
+
+/**
+ * Why a permission error is likely: a server started as root reads the file only after becoming RUN_AS_USER
+ * (nobody by default), so a root-only file that root could read is refused. Says which user asked.
+ */
+function permissionHint(): string {
+  const uid = process.getuid?.();
+  if (uid === undefined) return '';
+  let name = `uid ${uid}`;
+  try {
+    name = `${userInfo().username} (uid ${uid})`;
+  } catch {
+    // No passwd entry for this uid (DynamicUser, containers): the number says enough.
+  }
+  return `: this process runs as ${name} and may not read it (started as root, the server reads it only after switching to RUN_AS_USER); make it readable by that user, or pass it as a systemd credential (systemd/README.md)`;
 }
 
 /** A new key for `id`: `key` goes to the client (once), `line` into the key file. */

@@ -1,7 +1,11 @@
 /**
  * One error shape for every failure, and the one place that decides it.
  *
- * Every error a client sees is `{ statusCode, code, error, message }` with a `PTOON_*` code. Coded errors (ours, and
+ * Every error a client sees is an RFC 9457 problem (`application/problem+json`): `type`, `title`, `status`, `detail`
+ * and `instance` (the request id, as in the X-Request-Id header), plus the stable `PTOON_*` `code` and, for clients of
+ * the earlier shape, `statusCode`, `error` and `message`. Each code is one problem type, `/problems/<code>`: a
+ * relative reference that resolves on the server that answered, where GET serves the type's description (below,
+ * PROBLEMS; routes/problems.ts). Clients should match on `code` (or on `type` after resolving it). Coded errors (ours, and
  * the inference path's from workers/errors.ts) keep their status and message; Fastify's and the multipart parser's are
  * translated to ours, with our own messages, because theirs may quote request data (a content type, a field name).
  * Anything else is a 500 that says "Internal error" and nothing more: no stack, no path, no library text.
@@ -11,10 +15,11 @@ import createError from '@fastify/error';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { BadOptionError, UnsupportedMediaError, UploadTooLargeError, type CodedError } from '../workers/errors.js';
+import { OPTION_FIELDS } from './uploads.js';
 
 // Errors of the HTTP layer. Messages are fixed or built from values we checked; never from raw request text.
 export const MissingKeyError = createError('PTOON_NO_KEY', '%s', 401);
-export const InvalidKeyError = createError('PTOON_BAD_KEY', 'The API key is not valid', 403);
+export const InvalidKeyError = createError('PTOON_BAD_KEY', 'The API key is not valid', 401);
 export const KeyConflictError = createError('PTOON_KEY_CONFLICT', 'X-API-Key and Authorization: Bearer carry different keys; send one', 400);
 export const AuthDisabledError = createError('PTOON_AUTH_DISABLED', 'No API keys are configured on this server, so the API is closed; ask its operator (API_KEYS_FILE)', 503);
 export const RateLimitedError = createError('PTOON_RATE_LIMITED', 'Rate limit exceeded; retry after %d s', 429);
@@ -24,11 +29,54 @@ export const CrossOriginError = createError('PTOON_CROSS_ORIGIN', 'This endpoint
 export const BadRequestError = createError('PTOON_BAD_REQUEST', '%s', 400);
 export const NotFoundError = createError('PTOON_NOT_FOUND', 'No such endpoint; see /openapi.json', 404);
 export const InternalError = createError('PTOON_INTERNAL', 'Internal error', 500);
+export const MethodNotAllowedError = createError('PTOON_METHOD_NOT_ALLOWED', 'This endpoint does not take %s; the Allow header lists what it takes', 405);
 
-/** The JSON body of every error answer; also the OpenAPI schema `PtoonError`. */
+/**
+ * Every code a client may see: its status, its problem type's title (the same for every occurrence, as RFC 9457
+ * asks) and when it happens. The error classes above and in workers/errors.ts carry the same status (a test checks).
+ */
+export const PROBLEMS = {
+  PTOON_BAD_REQUEST: { status: 400, title: 'Bad request', description: 'The request is malformed: a second file, an unknown form field, a broken multipart body, a bad URL.' },
+  PTOON_BAD_OPTION: { status: 400, title: 'Bad option', description: 'An option (style, format, quality, max_size, download, crop...) has a value outside its range, or is unknown.' },
+  PTOON_UNKNOWN_STYLE: { status: 400, title: 'Unknown style', description: 'No style has this id here; GET /api/styles lists them.' },
+  PTOON_KEY_CONFLICT: { status: 400, title: 'Two different API keys', description: 'X-API-Key and Authorization: Bearer carry different keys; send one.' },
+  PTOON_NO_KEY: { status: 401, title: 'API key required', description: 'No API key was sent (X-API-Key or Authorization: Bearer), or Authorization is not "Bearer <key>".' },
+  PTOON_BAD_KEY: { status: 401, title: 'API key not valid', description: 'The key sent is not one of this server\'s keys (or was revoked).' },
+  PTOON_CROSS_ORIGIN: { status: 403, title: 'Cross-origin request refused', description: 'The web page\'s endpoint was called from another origin.' },
+  PTOON_NOT_FOUND: { status: 404, title: 'No such endpoint', description: 'Nothing answers at this path; /openapi.json lists what does.' },
+  PTOON_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed', description: 'The path exists but not with this method; the Allow header lists the methods it takes.' },
+  PTOON_UPLOAD_TOO_SLOW: { status: 408, title: 'Upload too slow', description: 'The upload delivered less than UPLOAD_MIN_BYTES_PER_S over UPLOAD_RATE_WINDOW_MS (or stalled) and was cut; the connection is closed.' },
+  PTOON_TOO_LARGE: { status: 413, title: 'Upload too large', description: 'The upload is larger than MAX_UPLOAD_BYTES (refused from Content-Length before it is read when possible; a truncated upload is an error, never a short image).' },
+  PTOON_TOO_MANY_PIXELS: { status: 413, title: 'Image has too many pixels', description: 'The image is larger than MAX_INPUT_PIXELS; refused from its header, before decoding.' },
+  PTOON_UNSUPPORTED_MEDIA: { status: 415, title: 'Unsupported media type', description: 'Anything but a JPEG, PNG or WebP image (sniffed from the bytes), or a body that is neither multipart nor an image.' },
+  PTOON_BAD_IMAGE: { status: 422, title: 'Damaged image', description: 'The image could not be decoded: damaged or truncated.' },
+  PTOON_NO_FACE: { status: 422, title: 'No face found', description: 'require_face or crop=face was asked and the face detector found no face.' },
+  PTOON_RATE_LIMITED: { status: 429, title: 'Rate limit exceeded', description: 'Over one of the rate-limit windows of this key (or IP); Retry-After says when a request can succeed.' },
+  PTOON_TOO_MANY_UPLOADS: { status: 429, title: 'Too many uploads at once', description: 'This key (or IP, without a key) already has UPLOADS_PER_CLIENT uploads in progress; Retry-After says when to try again.' },
+  PTOON_INTERNAL: { status: 500, title: 'Internal error', description: 'Something unexpected failed; the request id in `instance` finds the log line.' },
+  PTOON_WORKER_FAILED: { status: 500, title: 'Inference failed', description: 'The worker running the request crashed; it is replaced, and a retry may succeed.' },
+  PTOON_BUSY: { status: 503, title: 'At capacity', description: 'The inference queue is full, or the budget for uploads in flight is; Retry-After says when to come back.' },
+  PTOON_NOT_READY: { status: 503, title: 'Not ready', description: 'The service is starting, replacing a worker, or shutting down; Retry-After says when to come back.' },
+  PTOON_AUTH_DISABLED: { status: 503, title: 'API closed: no keys configured', description: 'The operator has configured no API keys (API_KEYS_FILE); the API refuses every call.' },
+  PTOON_DEADLINE: { status: 504, title: 'Deadline exceeded', description: 'Queue wait plus inference took longer than REQUEST_DEADLINE_MS; the run is cancelled at its next native call.' },
+} as const satisfies Record<string, { status: number; title: string; description: string }>;
+
+export type ProblemCode = keyof typeof PROBLEMS;
+
+/** The problem type of a code: a relative reference, served by routes/problems.ts. */
+export const PROBLEM_TYPE_PREFIX = '/problems/';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** The body of every error answer (RFC 9457 members, then ours); also the OpenAPI schema `PtoonError`. */
 export interface ErrorBody {
-  statusCode: number;
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance: string;
   code: string;
+  statusCode: number;
   error: string;
   message: string;
   retryAfter?: number;
@@ -37,16 +85,61 @@ export interface ErrorBody {
 export const errorBodySchema = {
   $id: 'PtoonError',
   type: 'object',
-  description: 'Every error answer has this shape; `code` is stable, `message` is for people.',
-  required: ['statusCode', 'code', 'error', 'message'],
+  description:
+    'Every error answer is an RFC 9457 problem (application/problem+json). `code` is stable and `type` is `/problems/<code>`; ' +
+    '`detail` is for people. `statusCode`, `error` and `message` repeat `status`, the status text and `detail` for clients of the earlier shape.',
+  required: ['type', 'title', 'status', 'detail', 'instance', 'code', 'statusCode', 'error', 'message'],
   properties: {
-    statusCode: { type: 'integer' },
-    code: { type: 'string', examples: ['PTOON_UNSUPPORTED_MEDIA'] },
-    error: { type: 'string', examples: ['Unsupported Media Type'] },
-    message: { type: 'string' },
-    retryAfter: { type: 'integer', description: 'Seconds to wait before retrying (429 and 503); also in the Retry-After header' },
+    type: { type: 'string', format: 'uri-reference', description: 'The problem type, `/problems/<code>` (GET it for its description)', example: '/problems/PTOON_UNSUPPORTED_MEDIA' },
+    title: { type: 'string', description: 'The problem type in words; the same for every occurrence', example: 'Unsupported media type' },
+    status: { type: 'integer', example: 415 },
+    detail: { type: 'string', description: 'This occurrence, for people', example: 'The upload is SVG: send a JPEG, PNG or WebP image' },
+    instance: { type: 'string', description: 'The request id, as in X-Request-Id and the server\'s log line', example: '0f8e0c0e-3c1a-4c38-9a0e-2f0c6f0b9b55' },
+    code: { type: 'string', enum: Object.keys(PROBLEMS), example: 'PTOON_UNSUPPORTED_MEDIA' },
+    statusCode: { type: 'integer', description: 'Same as `status`', example: 415 },
+    error: { type: 'string', description: 'The status text', example: 'Unsupported Media Type' },
+    message: { type: 'string', description: 'Same as `detail`', example: 'The upload is SVG: send a JPEG, PNG or WebP image' },
+    retryAfter: { type: 'integer', description: 'Seconds to wait before retrying (429 and 503); also in the Retry-After header', example: 3 },
   },
 } as const;
+
+const HEADER_DOCS = {
+  'Retry-After': { type: 'integer', description: 'Seconds to wait before a retry can succeed' },
+  'WWW-Authenticate': { type: 'string', description: 'Bearer realm="privatoon" (with error="invalid_token" for a key that is not valid)' },
+  Allow: { type: 'string', description: 'The methods this path takes' },
+  'X-Request-Id': { type: 'string', description: 'The request id (also the problem\'s `instance`)' },
+} as const;
+
+/** Headers an answer of this status always carries, for the OpenAPI document. */
+function headersOf(status: number, extra: Record<string, object>): Record<string, object> {
+  const headers: Record<string, object> = { 'X-Request-Id': HEADER_DOCS['X-Request-Id'], ...extra };
+  if (status === 401) headers['WWW-Authenticate'] = HEADER_DOCS['WWW-Authenticate'];
+  if (status === 405) headers.Allow = HEADER_DOCS.Allow;
+  if (status === 429 || status === 503) headers['Retry-After'] = HEADER_DOCS['Retry-After'];
+  return headers;
+}
+
+/**
+ * The `response` entries of a route schema for the codes it may answer, one per status, each listing its codes:
+ * what the OpenAPI document shows. `extraHeaders` adds headers per status (the rate limit's on 429).
+ */
+export function problemResponses(codes: readonly ProblemCode[], extraHeaders: Record<number, Record<string, object>> = {}): Record<string, object> {
+  const byStatus = new Map<number, ProblemCode[]>();
+  for (const code of codes) {
+    const status = PROBLEMS[code].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  return Object.fromEntries(
+    [...byStatus].sort(([a], [b]) => a - b).map(([status, list]) => [
+      String(status),
+      {
+        description: `${STATUS_CODES[status] ?? 'Error'}: ${list.map((code) => `\`${code}\` (${PROBLEMS[code].title.toLowerCase()})`).join(', ')}`,
+        headers: headersOf(status, extraHeaders[status] ?? {}),
+        content: { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: 'PtoonError#' } } },
+      },
+    ]),
+  );
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -73,7 +166,7 @@ function translate(err: FastifyError, maxUploadBytes: number): CodedError | null
       return new BadRequestError('Send exactly one file, in the field "image"');
     case 'FST_FIELDS_LIMIT':
     case 'FST_PARTS_LIMIT':
-      return new BadRequestError('Too many form fields; the options are style, format, quality, max_size and require_face');
+      return new BadRequestError(`Too many form fields; the options are ${OPTION_FIELDS.join(', ')}`);
     case 'FST_PROTO_VIOLATION':
       return new BadRequestError('A form field has a forbidden name');
     case 'FST_MP_PREMATURE_CLOSE':
@@ -136,10 +229,16 @@ export interface ErrorsOptions {
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: CodedError): FastifyReply {
   request.errorCode = err.code;
+  const statusText = STATUS_CODES[err.statusCode] ?? 'Error';
   const body: ErrorBody = {
-    statusCode: err.statusCode,
+    type: `${PROBLEM_TYPE_PREFIX}${err.code}`,
+    title: (PROBLEMS as Record<string, { title: string }>)[err.code]?.title ?? statusText,
+    status: err.statusCode,
+    detail: err.message,
+    instance: request.id,
     code: err.code,
-    error: STATUS_CODES[err.statusCode] ?? 'Error',
+    statusCode: err.statusCode,
+    error: statusText,
     message: err.message,
   };
   if (err.statusCode === 503 || err.statusCode === 429) {
@@ -149,8 +248,16 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: Cod
     reply.header('retry-after', retryAfter);
     body.retryAfter = retryAfter;
   }
-  if (err.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="privatoon"');
-  return reply.code(err.statusCode).type('application/json; charset=utf-8').send(body);
+  // RFC 6750: a key that is not valid is an "invalid_token"; a missing one gets the bare challenge.
+  if (err.statusCode === 401) reply.header('www-authenticate', `Bearer realm="privatoon"${err.code === 'PTOON_BAD_KEY' ? ', error="invalid_token"' : ''}`);
+  // Errors raised before onRequest (a malformed URL) have not been given the request id header yet.
+  reply.header('x-request-id', request.id);
+  // A problem describes one request: no cache may keep it (a 429 or 503 above all).
+  reply.header('cache-control', 'no-store');
+  // Whether the connection closes after the answer (a body left unread) is decided for every answer in
+  // plugins/uploads.ts.
+  // Serialised here: the routes' response schemas would otherwise filter the body through their own serializer.
+  return reply.code(err.statusCode).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
 
 async function errorsPlugin(fastify: FastifyInstance, opts: ErrorsOptions) {

@@ -48,6 +48,18 @@ export function serializeError(err: unknown): { type: string; code?: string; sta
   };
 }
 
+/**
+ * A request id a client or proxy sent that we keep: 1-128 characters from a URI's unreserved set (letters, digits,
+ * `.`, `_`, `~`, `-`), starting with a letter or digit. That fits nginx's $request_id, UUIDs and ULIDs, keeps
+ * the id a valid relative URI reference (it is the problem's `instance`), and leaves nothing to inject into a log
+ * line or a header. Anything else (or a repeated header) is replaced by an id of ours.
+ */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$/;
+
+export function incomingRequestId(value: string | string[] | undefined): string | null {
+  return typeof value === 'string' && REQUEST_ID_PATTERN.test(value) ? value : null;
+}
+
 /** The route pattern (`/api/cartoonize`), never the URL: URLs carry query strings, and keys get pasted there. */
 export function routeOf(request: FastifyRequest): string {
   return request.routeOptions.url ?? '(no route)';

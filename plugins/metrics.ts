@@ -31,6 +31,8 @@ declare module 'fastify' {
 export interface MetricsOptions {
   host: string;
   port: number;
+  /** package.json's version, for privatoon_build_info. */
+  version: string;
 }
 
 /** Rejection reasons, from our error codes; codes not listed are not rejections (auth has its own counter). */
@@ -63,7 +65,14 @@ export function isAddressHost(host: string): boolean {
 
 async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'privatoon_' });
+  // Node's default metrics under their standard names (process_*, nodejs_*): stock dashboards and alerts expect them.
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'privatoon_build_info',
+    help: 'Always 1; the labels say what is running (version, Node.js version)',
+    labelNames: ['version', 'nodejs_version'] as const,
+    registers: [registry],
+  }).set({ version: opts.version, nodejs_version: process.versions.node }, 1);
   const pool = fastify.pool;
 
   const requestDuration = new Histogram({

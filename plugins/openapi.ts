@@ -19,6 +19,8 @@ declare module 'fastify' {
 export interface OpenApiOptions {
   version: string;
   maxUploadBytes: number;
+  /** PUBLIC_ORIGIN: the document's server when set; else `/`, the server that serves the document. */
+  publicOrigin: string | null;
 }
 
 type Operation = { requestBody?: unknown };
@@ -48,13 +50,27 @@ async function openApiPlugin(fastify: FastifyInstance, opts: OpenApiOptions) {
         version: opts.version,
         description:
           'Privacy-first portrait cartoonization. Uploads are processed in memory and forgotten: nothing of a photo is stored or logged. ' +
-          'Errors are JSON `{ statusCode, code, error, message }`; 429 and 503 carry Retry-After.',
+          'Errors are RFC 9457 problems (`application/problem+json`) with a stable `code`; `type` is `/problems/<code>`. ' +
+          '429 and 503 carry Retry-After; rate-limited routes carry RateLimit and RateLimit-Policy headers.',
       },
+      servers: [{ url: opts.publicOrigin ?? '/', description: opts.publicOrigin === null ? 'The server that serves this document' : 'This service' }],
+      tags: [
+        { name: 'cartoonize', description: 'Photos in, cartoons out, and what this server offers' },
+        { name: 'web', description: 'The web page\'s own endpoint (same origin only)' },
+        { name: 'health', description: 'Liveness and readiness, for load balancers' },
+        { name: 'errors', description: 'The problem types of error answers' },
+      ],
       components: {
         securitySchemes: {
           apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
           bearer: { type: 'http', scheme: 'bearer' },
         },
+      },
+    },
+    // Shared schemas keep their $id as their name in the document (PtoonError), not `def-0`.
+    refResolver: {
+      buildLocalReference(json, _baseUri, _fragment, i) {
+        return typeof json.$id === 'string' ? json.$id : `def-${i}`;
       },
     },
     transformObject(documentObject) {

@@ -57,6 +57,9 @@ async function rateLimitPlugin(fastify: FastifyInstance, opts: RateLimitPluginOp
     max: opts.max,
     timeWindow: opts.windowMs,
     hook: 'onRequest',
+    // The IETF draft's RateLimit-Limit, -Remaining and -Reset, not x-ratelimit-*; RateLimit-Policy and several
+    // windows per route come from plugins/rate-limit-windows.ts.
+    enableDraftSpec: true,
     cache: CACHE_SIZE,
     keyGenerator: callerKey,
     errorResponseBuilder,

@@ -22,7 +22,7 @@ import { BadRequestError } from './errors.js';
 export const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'] as const;
 
 /** The option fields a form may carry besides the file; the route rejects any other name. */
-export const OPTION_FIELDS = ['style', 'format', 'quality', 'max_size', 'require_face'] as const;
+export const OPTION_FIELDS = ['style', 'format', 'quality', 'max_size', 'require_face', 'download', 'crop'] as const;
 
 /** Room for a form's envelope around the image: boundaries, part headers and the option fields. */
 export const MULTIPART_ENVELOPE_BYTES = 64 * 1024;

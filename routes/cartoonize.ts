@@ -5,6 +5,7 @@
  *   onRequest   identifyKey (API) or requireSameOrigin (UI) -> rate limit (per key id, or per IP)
  *   preParsing  requireKey (API) -> admit: refuse with 503 while the pool is full or not ready, before a byte is read;
  *               hold a place in the upload budget (count, bytes, per client, minimum rate: plugins/upload-budget.ts)
+ *               -> continueUpload: a declared length over the limit is 413; else `100 Continue` if the client waits for it
  *   parsing     a raw image body is buffered in memory up to MAX_UPLOAD_BYTES (plugins/uploads.ts); a multipart body
  *               is left unread for the handler
  *   handler     read the form (one file, known fields, hard limits) -> check options and magic bytes
@@ -16,16 +17,14 @@
  * fail before that, we wipe them here. The result is wiped once written. Nothing touches the disk.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
-import { BadRequestError, describeValidation } from '../plugins/errors.js';
+import { BadRequestError, describeValidation, problemResponses, type ProblemCode } from '../plugins/errors.js';
 import type { Pool } from '../plugins/pool.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
-import type { CartoonizeOptions, OutputFormat, StageTimings, TestHook } from '../workers/contract.js';
+import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../workers/contract.js';
 import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../workers/errors.js';
 import { sniffFormat } from '../workers/sniff.js';
 
-/** Encoder quality when none is asked for: visually clean, about a third of q=100's size. */
-const DEFAULT_QUALITY = 85;
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';
 const MIN_OUTPUT_SIDE = 16;
 const STYLE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
@@ -33,10 +32,39 @@ const TEST_HOOKS: readonly TestHook[] = ['throw', 'exit', 'hang'];
 
 interface CartoonizeQuery {
   style?: string;
-  format?: OutputFormat | 'jpg';
+  format?: OutputFormat | 'jpg' | 'auto';
   quality?: number;
   max_size?: number;
   require_face?: boolean;
+  download?: boolean;
+  crop?: 'face' | 'none';
+}
+
+/** `q` of one media range in an Accept header (RFC 9110 12.5.1): 0 when absent or refused. */
+function acceptQuality(accept: string, type: string): number {
+  let best = 0;
+  for (const range of accept.toLowerCase().split(',')) {
+    const [media = '', ...params] = range.split(';').map((p) => p.trim());
+    if (media !== type && media !== 'image/*' && media !== '*/*') continue;
+    const q = params.find((p) => p.startsWith('q='));
+    const value = q === undefined ? 1 : Number(q.slice(2));
+    // An exact match outranks a wildcard: "image/*, image/avif;q=0" refuses AVIF.
+    if (media === type) return Number.isFinite(value) ? value : 0;
+    if (Number.isFinite(value)) best = Math.max(best, value);
+  }
+  return best;
+}
+
+/**
+ * `format=auto`: the smallest format the client accepts by name, AVIF then WebP, else JPEG (which every image
+ * client takes). Wildcards alone do not pick AVIF or WebP: a client that sends only *\/* may not decode them.
+ */
+export function negotiateFormat(accept: string | undefined): OutputFormat {
+  const header = accept ?? '';
+  for (const format of ['avif', 'webp'] as const) {
+    if (header.toLowerCase().includes(`image/${format}`) && acceptQuality(header, `image/${format}`) > 0) return format;
+  }
+  return 'jpeg';
 }
 
 /** The style used when a request names none: the built-in one if served, else the first. */
@@ -51,8 +79,23 @@ function optionsSchema(maxOutputSide: number, styleIds: readonly string[]) {
     additionalProperties: false,
     properties: {
       style: { type: 'string', pattern: STYLE_PATTERN, description: `Style id; one of: ${styleIds.join(', ')} (GET /api/styles)` },
-      format: { type: 'string', enum: ['jpeg', 'jpg', 'png', 'webp'], description: `Output format; default ${DEFAULT_FORMAT}` },
-      quality: { type: 'integer', minimum: 1, maximum: 100, description: `Encoder quality for jpeg and webp; default ${DEFAULT_QUALITY}` },
+      format: {
+        type: 'string',
+        enum: ['jpeg', 'jpg', 'png', 'webp', 'avif', 'auto'],
+        description: `Output format; default ${DEFAULT_FORMAT}. \`auto\`: AVIF or WebP when the Accept header names them, else JPEG (the answer then varies by Accept)`,
+      },
+      quality: {
+        type: 'integer',
+        minimum: 1,
+        maximum: 100,
+        description: `Encoder quality for jpeg, webp and avif; default ${DEFAULT_QUALITY.jpeg} (jpeg, webp), ${DEFAULT_QUALITY.avif} (avif)`,
+      },
+      crop: {
+        type: 'string',
+        enum: ['none', 'face'],
+        description: 'Face-aware styles: `face` answers a square avatar centred on the largest face (422 PTOON_NO_FACE without one); default none',
+      },
+      download: { type: 'boolean', description: 'Answer as a download: Content-Disposition: attachment; filename="cartoon.<ext>"; default false (inline)' },
       max_size: {
         type: 'integer',
         minimum: MIN_OUTPUT_SIDE,
@@ -64,16 +107,48 @@ function optionsSchema(maxOutputSide: number, styleIds: readonly string[]) {
   } as const;
 }
 
-const imageResponse = {
-  description: 'The cartoon. Headers: Server-Timing (queue, decode, [detect,] infer, [head,] encode; ms), X-Faces (faces stylised)',
-  content: {
-    'image/jpeg': { schema: { type: 'string', format: 'binary' } },
-    'image/png': { schema: { type: 'string', format: 'binary' } },
-    'image/webp': { schema: { type: 'string', format: 'binary' } },
-  },
+const binary = { schema: { type: 'string', format: 'binary' } } as const;
+
+/** The rate limiter's headers (plugins/rate-limit.ts), on every answer of a limited route. */
+export const RATE_LIMIT_HEADERS = {
+  'RateLimit-Limit': { type: 'integer', description: 'The limit of the window closest to it (IETF httpapi draft)' },
+  'RateLimit-Remaining': { type: 'integer', description: 'Requests left in that window' },
+  'RateLimit-Reset': { type: 'integer', description: 'Seconds until that window resets' },
+  'RateLimit-Policy': { type: 'string', description: 'Every window of this route, limit;w=seconds: e.g. 60;w=60, 1000;w=86400' },
 } as const;
 
-const errorResponses = { '4xx': { $ref: 'PtoonError#' }, '5xx': { $ref: 'PtoonError#' } } as const;
+const imageResponse = {
+  description: 'The cartoon, without any metadata of the upload',
+  headers: {
+    'Server-Timing': { type: 'string', description: 'queue, decode, [detect,] infer, [head,] encode; ms' },
+    'X-Faces': { type: 'integer', description: 'Faces stylised by the head model (face-aware styles; 0 otherwise)' },
+    'Content-Disposition': { type: 'string', description: 'inline (attachment with download=true); filename="cartoon.<ext>"' },
+    'Cache-Control': { type: 'string', description: 'no-store' },
+    'X-Request-Id': { type: 'string', description: 'The request id' },
+    ...RATE_LIMIT_HEADERS,
+  },
+  content: { 'image/jpeg': binary, 'image/png': binary, 'image/webp': binary, 'image/avif': binary },
+} as const;
+
+/** What the upload routes may answer besides the image; the API also answers the key errors. */
+const UPLOAD_PROBLEMS: readonly ProblemCode[] = [
+  'PTOON_BAD_REQUEST',
+  'PTOON_BAD_OPTION',
+  'PTOON_UNKNOWN_STYLE',
+  'PTOON_TOO_LARGE',
+  'PTOON_TOO_MANY_PIXELS',
+  'PTOON_UNSUPPORTED_MEDIA',
+  'PTOON_BAD_IMAGE',
+  'PTOON_NO_FACE',
+  'PTOON_RATE_LIMITED',
+  'PTOON_INTERNAL',
+  'PTOON_WORKER_FAILED',
+  'PTOON_BUSY',
+  'PTOON_NOT_READY',
+  'PTOON_DEADLINE',
+];
+const KEY_PROBLEMS: readonly ProblemCode[] = ['PTOON_KEY_CONFLICT', 'PTOON_NO_KEY', 'PTOON_BAD_KEY', 'PTOON_AUTH_DISABLED'];
+const rateLimitedHeaders = { 429: RATE_LIMIT_HEADERS };
 
 /**
  * The image and form fields of a multipart body. Every part is consumed or destroyed, so no request hangs; when the
@@ -158,7 +233,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   }
 
   /** The request's options, checked by the route's own querystring schema whatever their source. */
-  function readOptions(request: FastifyRequest, fields: Record<string, string> | null): CartoonizeOptions {
+  function readOptions(request: FastifyRequest, fields: Record<string, string> | null): CartoonizeOptions & { negotiated?: true; download?: true } {
     const query = { ...(request.query as CartoonizeQuery) };
     let options: CartoonizeQuery = query;
     if (fields !== null) {
@@ -174,12 +249,17 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
     }
     const style = options.style ?? defaultStyle(pool);
     if (!pool.hasStyle(style)) throw new UnknownStyleError(style); // the schema's pattern makes echoing it safe
+    const asked = options.format ?? DEFAULT_FORMAT;
+    const format = asked === 'jpg' ? 'jpeg' : asked === 'auto' ? negotiateFormat(request.headers.accept) : asked;
     return {
       style,
-      format: options.format === undefined ? DEFAULT_FORMAT : options.format === 'jpg' ? 'jpeg' : options.format,
-      quality: options.quality ?? DEFAULT_QUALITY,
+      format,
+      quality: options.quality ?? DEFAULT_QUALITY[format],
       maxSize: options.max_size,
       requireFace: options.require_face,
+      ...(options.crop === 'face' ? { crop: 'face' as const } : {}),
+      ...(asked === 'auto' ? { negotiated: true } : {}),
+      ...(options.download === true ? { download: true } : {}),
     };
   }
 
@@ -194,7 +274,8 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       const sniffed = sniffFormat(bytes);
       if (!sniffed.ok) throw new UnsupportedMediaError(`The upload is ${sniffed.what}: send a JPEG, PNG or WebP image`);
       handedOver = true; // from here the pool owns the bytes: it moves them to a worker or wipes them
-      const result = await pool.run(bytes, options, {
+      const { negotiated, download, ...task } = options;
+      const result = await pool.run(bytes, task, {
         signal: request.clientGone ?? undefined, // set by admit: aborted when the client hangs up
         deadlineMs: config.requestDeadlineMs,
         testHook: testHookOf(request),
@@ -203,10 +284,12 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       const output = Buffer.from(result.output);
       // Wiped once the answer is handed to the socket (or the socket is gone).
       reply.raw.once('close', () => output.fill(0));
+      // A shared cache must not hand one client's AVIF to another that asked for JPEG (no-store already; Vary says why).
+      if (negotiated === true) reply.header('vary', 'Accept');
       return reply
         .type(result.mime)
         .header('cache-control', 'no-store')
-        .header('content-disposition', `inline; filename="cartoon.${options.format === 'jpeg' ? 'jpg' : options.format}"`)
+        .header('content-disposition', `${download === true ? 'attachment' : 'inline'}; filename="cartoon.${options.format === 'jpeg' ? 'jpg' : options.format}"`)
         .header('server-timing', serverTiming(result.queueMs, result.timings))
         .header('x-faces', String(result.faces))
         .send(output);
@@ -233,9 +316,11 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
     {
       ...shared,
       config: { rateLimit: apiLimit(config.rateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart+raw' },
-      onRequest: [fastify.identifyKey], // the rate limiter's hook runs after it, keyed by the id it found
-      preParsing: [fastify.requireKey, admit],
+      // The rate limiter's hook runs after these, keyed by the id identifyKey found; the extra windows are counted here.
+      onRequest: [fastify.identifyKey, fastify.rateLimitWindows({ max: config.rateLimitMax, windowMs: config.rateLimitWindowMs }, config.rateLimitWindows, callerKey)],
+      preParsing: [fastify.requireKey, admit, fastify.continueUpload], // 100 Continue only once all of it passed
       schema: {
+        operationId: 'cartoonize',
         summary: 'Cartoonize a photo',
         description:
           'Send multipart/form-data with the file in the field `image` (options as fields or in the query string), ' +
@@ -243,7 +328,7 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
         tags: ['cartoonize'],
         security: [{ apiKey: [] }, { bearer: [] }],
         querystring: schema,
-        response: { 200: imageResponse, ...errorResponses },
+        response: { 200: imageResponse, ...problemResponses([...UPLOAD_PROBLEMS, ...KEY_PROBLEMS], rateLimitedHeaders) },
       },
     },
     cartoonize,
@@ -255,13 +340,22 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       {
         ...shared,
         config: { rateLimit: uiLimit(config.uiRateLimitMax, config.rateLimitWindowMs), uploadBody: 'multipart' },
-        onRequest: config.uiRequireKey ? [fastify.requireSameOrigin, fastify.identifyKey] : [fastify.requireSameOrigin],
-        preParsing: config.uiRequireKey ? [fastify.requireKey, formOnly, admit] : [formOnly, admit],
+        onRequest: [
+          fastify.requireSameOrigin,
+          ...(config.uiRequireKey ? [fastify.identifyKey] : []),
+          fastify.rateLimitWindows({ max: config.uiRateLimitMax, windowMs: config.rateLimitWindowMs }, config.uiRateLimitWindows, ipKey),
+        ],
+        preParsing: config.uiRequireKey ? [fastify.requireKey, formOnly, admit, fastify.continueUpload] : [formOnly, admit, fastify.continueUpload],
         schema: {
+          operationId: 'cartoonizeFromWebPage',
           summary: 'Cartoonize a photo from the web page (same origin only, per-IP limit)',
           tags: ['web'],
+          ...(config.uiRequireKey ? { security: [{ apiKey: [] }, { bearer: [] }] } : { security: [] }),
           querystring: schema,
-          response: { 200: imageResponse, ...errorResponses },
+          response: {
+            200: imageResponse,
+            ...problemResponses(['PTOON_CROSS_ORIGIN', ...UPLOAD_PROBLEMS, ...(config.uiRequireKey ? KEY_PROBLEMS : [])], rateLimitedHeaders),
+          },
         },
       },
       cartoonize,

@@ -6,6 +6,7 @@
  *    server is shutting down (from SIGTERM on, through the grace period in which it still serves). Never touches the pool's queue, so it answers at once under any load.
  */
 import type { FastifyInstance } from 'fastify';
+import { problemResponses } from '../plugins/errors.js';
 import { NotReadyError } from '../workers/errors.js';
 
 const healthConfig = { rateLimit: false, answersWhileDraining: true } as const;
@@ -16,9 +17,15 @@ export default async function healthRoutes(fastify: FastifyInstance) {
     {
       config: healthConfig,
       schema: {
+        operationId: 'getLiveness',
         summary: 'Liveness: 200 while the process runs',
         tags: ['health'],
-        response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } },
+        security: [], // public
+        response: {
+          200: { description: 'Alive', type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } },
+          // Only a request Node cannot parse (a bad URL) gets an error here.
+          ...problemResponses(['PTOON_BAD_REQUEST']),
+        },
       },
     },
     async () => ({ status: 'ok' }),
@@ -29,11 +36,15 @@ export default async function healthRoutes(fastify: FastifyInstance) {
     {
       config: healthConfig,
       schema: {
+        operationId: 'getReadiness',
         summary: 'Readiness: 200 when every worker is warm, 503 while starting a worker or shutting down',
         tags: ['health'],
+        security: [], // public
         response: {
           200: {
+            description: 'Every worker is warm',
             type: 'object',
+            required: ['status', 'workers', 'readyWorkers', 'queued'],
             properties: {
               status: { type: 'string', enum: ['ready'] },
               workers: { type: 'integer' },
@@ -41,7 +52,7 @@ export default async function healthRoutes(fastify: FastifyInstance) {
               queued: { type: 'integer' },
             },
           },
-          503: { $ref: 'PtoonError#' },
+          ...problemResponses(['PTOON_BAD_REQUEST', 'PTOON_NOT_READY']),
         },
       },
     },

@@ -3,8 +3,9 @@
  * about anyone, and the web page needs it without a key. Counted by the cheap-route rate limit.
  */
 import type { FastifyInstance } from 'fastify';
+import { problemResponses } from '../plugins/errors.js';
 import { OUTPUT_FORMATS } from '../workers/contract.js';
-import { defaultStyle } from './cartoonize.js';
+import { RATE_LIMIT_HEADERS, defaultStyle } from './cartoonize.js';
 
 export default async function styleRoutes(fastify: FastifyInstance) {
   const { config, pool } = fastify;
@@ -19,10 +20,14 @@ export default async function styleRoutes(fastify: FastifyInstance) {
     '/api/styles',
     {
       schema: {
+        operationId: 'listStyles',
         summary: 'The styles, output formats and limits of this server',
         tags: ['cartoonize'],
+        security: [], // public
         response: {
           200: {
+            description: 'The styles, output formats and limits',
+            headers: { 'Cache-Control': { type: 'string', description: 'no-cache: the list changes only with a restart, but may then' }, ...RATE_LIMIT_HEADERS },
             type: 'object',
             required: ['styles', 'default', 'formats', 'limits'],
             properties: {
@@ -51,10 +56,13 @@ export default async function styleRoutes(fastify: FastifyInstance) {
               },
             },
           },
-          '4xx': { $ref: 'PtoonError#' },
+          ...problemResponses(['PTOON_RATE_LIMITED', 'PTOON_NOT_READY'], { 429: RATE_LIMIT_HEADERS }),
         },
       },
     },
-    async () => body,
+    async (_request, reply) => {
+      reply.header('cache-control', 'no-cache');
+      return body;
+    },
   );
 }

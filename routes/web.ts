@@ -16,6 +16,27 @@ import type { FastifyInstance } from 'fastify';
 export interface WebOptions {
   /** The folder holding index.html, app.js and app.css; default: found next to the sources or the compiled files. */
   webDir?: string;
+  /** Who runs the service (OPERATOR_NAME, OPERATOR_CONTACT, PRIVACY_POLICY_URL), for the page's notice. */
+  operator?: { name: string | null; contact: string | null; policyUrl: string | null };
+}
+
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The notice's last line: who runs this service, how to reach them, their policy. Values are escaped. */
+export function operatorLine(operator: WebOptions['operator']): string {
+  const name = operator?.name ?? null;
+  const contact = operator?.contact ?? null;
+  const policy = operator?.policyUrl ?? null;
+  if (name === null && contact === null && policy === null) {
+    return 'The operator of this server has not published a name or a contact: do not upload a photo you would not entrust to an unknown party.';
+  }
+  const parts = [`Run by <strong>${escapeHtml(name ?? 'the operator of this server')}</strong>.`];
+  if (contact !== null) {
+    const href = contact.includes('@') && !contact.includes('://') ? `mailto:${contact}` : contact;
+    parts.push(`Contact: <a href="${escapeHtml(href)}" rel="noopener">${escapeHtml(contact)}</a>.`);
+  }
+  if (policy !== null) parts.push(`<a href="${escapeHtml(policy)}" rel="noopener">Privacy policy</a>.`);
+  return parts.join(' ');
 }
 
 const FILES = [
@@ -43,7 +64,8 @@ export default async function webRoutes(fastify: FastifyInstance, opts: WebOptio
   const dir = opts.webDir ?? findWebDir();
 
   for (const { url, file, type } of FILES) {
-    const body = readFileSync(join(dir, file));
+    const read = readFileSync(join(dir, file));
+    const body = file === 'index.html' ? Buffer.from(read.toString('utf8').replace('<!--operator-->', operatorLine(opts.operator))) : read;
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"`;
 
     fastify.get(url, { schema: { hide: true } }, async (request, reply) => {

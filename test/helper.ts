@@ -6,6 +6,8 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
@@ -238,10 +240,43 @@ export interface Answer {
   json: () => Record<string, unknown>;
 }
 
-export async function post(url: string, body: RequestInit['body'], headers: Record<string, string> = {}): Promise<Answer> {
-  const response = await fetch(url, { method: 'POST', body, headers });
-  const bytes = Buffer.from(await response.arrayBuffer());
-  return { status: response.status, headers: response.headers, body: bytes, json: () => JSON.parse(bytes.toString('utf8')) as Record<string, unknown> };
+/**
+ * POSTs a body (bytes, text or a FormData) and reads the answer. Through node:http rather than fetch: the server
+ * answers refusals (401, 413, 429, 503...) before it reads the body and then closes the connection, and fetch on Node
+ * 24 reports the client's own write error (EPIPE) instead of the answer that had arrived. This reads the answer.
+ */
+export async function post(url: string, body: FormData | Buffer | Uint8Array | string, headers: Record<string, string> = {}): Promise<Answer> {
+  const encoded = body instanceof FormData ? await encodeForm(body) : { payload: Buffer.from(body), contentType: null };
+  const target = new URL(url);
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<Answer>((resolve, reject) => {
+    let answered = false;
+    const req = send(
+      target,
+      {
+        method: 'POST',
+        headers: { ...(encoded.contentType !== null ? { 'content-type': encoded.contentType } : {}), 'content-length': String(encoded.payload.length), ...headers },
+      },
+      (res) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => {
+          const bytes = Buffer.concat(chunks);
+          const answerHeaders = new Headers();
+          for (const [name, value] of Object.entries(res.headers)) {
+            for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) answerHeaders.append(name, v);
+          }
+          resolve({ status: res.statusCode ?? 0, headers: answerHeaders, body: bytes, json: () => JSON.parse(bytes.toString('utf8')) as Record<string, unknown> });
+        });
+      },
+    );
+    req.on('error', (err) => {
+      if (!answered) reject(err);
+    });
+    req.end(encoded.payload);
+  });
 }
 
 /** Which image format the bytes are, by magic number. */

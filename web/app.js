@@ -47,6 +47,8 @@ const state = {
   /** @type {string | null} */ afterUrl: null,
   /** @type {AbortController | null} */ controller: null,
   stylesReady: false,
+  /** After a 429: when a retry can work (ms since the epoch), and the timer counting down to it. */ retryAt: 0,
+  /** @type {ReturnType<typeof setInterval> | null} */ countdown: null,
 };
 
 /** The upload limit GET /api/styles announced (kept on the form), else the service's default. */
@@ -103,7 +105,38 @@ function setBusy(busy) {
 }
 
 function canSubmit() {
-  return state.file !== null && state.stylesReady && state.controller === null;
+  return state.file !== null && state.stylesReady && state.controller === null && Date.now() >= state.retryAt;
+}
+
+// ---- after a 429: count down to when a retry can work --------------------------------------------------------------
+
+function formatCountdown(seconds) {
+  if (seconds < 60) return seconds === 1 ? '1 second' : `${seconds} seconds`;
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`;
+}
+
+function stopCountdown() {
+  if (state.countdown !== null) clearInterval(state.countdown);
+  state.countdown = null;
+  state.retryAt = 0;
+}
+
+/** Shows the wait, one second at a time, with the button off; then says a retry can work and turns it back on. */
+function startCountdown(seconds) {
+  stopCountdown();
+  state.retryAt = Date.now() + seconds * 1000;
+  const tick = () => {
+    const left = Math.ceil((state.retryAt - Date.now()) / 1000);
+    if (left <= 0) {
+      stopCountdown();
+      setStatus('info', 'You can try again now.');
+      setBusy(state.controller !== null);
+      return;
+    }
+    setStatus('error', `Too many cartoons in a short time from your connection. Try again in ${formatCountdown(left)}.`);
+  };
+  tick();
+  state.countdown = setInterval(tick, 1000);
 }
 
 // ---- object URLs --------------------------------------------------------------------------------------------------
@@ -315,7 +348,7 @@ async function loadStyles() {
 
 // ---- errors -------------------------------------------------------------------------------------------------------
 
-/** The message for a failed upload, from the status, the JSON error body ({ statusCode, code, error, message }) and Retry-After. */
+/** The message for a failed upload, from the status, the problem body ({ type, title, status, detail, code, retryAfter }) and Retry-After. */
 function describeError(status, body, headers) {
   const code = typeof body?.code === 'string' ? body.code : '';
   const bodyWait = Number.isSafeInteger(body?.retryAfter) && body.retryAfter > 0 ? body.retryAfter : null;
@@ -399,7 +432,10 @@ async function cartoonize() {
     });
     const type = response.headers.get('content-type') ?? '';
     if (!response.ok) {
-      setStatus('error', describeError(response.status, await readErrorBody(response), response.headers));
+      const errorBody = await readErrorBody(response);
+      const wait = retryAfterSeconds(response.headers) ?? (Number.isSafeInteger(errorBody?.retryAfter) ? errorBody.retryAfter : null);
+      if (response.status === 429 && wait !== null && wait > 0) startCountdown(wait);
+      else setStatus('error', describeError(response.status, errorBody, response.headers));
       return;
     }
     if (!type.startsWith('image/')) {
@@ -438,6 +474,7 @@ ui.cancel.addEventListener('click', () => state.controller?.abort());
 // The photo and the cartoon live only in this tab: when it is hidden for good (closed, navigated away, frozen in the
 // back/forward cache), cancel any upload and free both object URLs.
 window.addEventListener('pagehide', () => {
+  stopCountdown();
   forgetEverything();
   setStatus('info', '');
 });

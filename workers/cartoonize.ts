@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { CartoonizeReply, CartoonizeTask, StageTimings, WorkerConfig } from './contract.js';
+import { avatarSquare, cropRaster } from './faces/avatar.js';
 import { selectFaces, stylizeFaces } from './faces/pipeline.js';
 import { yunetDetector, type Face } from './faces/yunet.js';
 import { decode, encode, ImageInputError, MIME, probe, type DecodedImage } from './image.js';
@@ -62,8 +63,9 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
   const head = model.manifest.head === undefined ? undefined : sessions.get(model.manifest.head);
   const detector = model.manifest.detector === undefined ? undefined : sessions.get(model.manifest.detector);
   const faceAware = head !== undefined && detector !== undefined && config.maxFaces > 0;
-  if (task.requireFace && !faceAware) {
-    return { ok: false, code: 'BAD_OPTION', message: `The style "${task.style}" does not look for faces, so require_face cannot apply` };
+  if ((task.requireFace || task.crop === 'face') && !faceAware) {
+    const option = task.crop === 'face' ? 'crop=face' : 'require_face';
+    return { ok: false, code: 'BAD_OPTION', message: `The style "${task.style}" does not look for faces, so ${option} cannot apply` };
   }
   const t0 = performance.now();
   let image: DecodedImage | undefined;
@@ -82,7 +84,7 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
     if (faceAware) {
       const detect = yunetDetector((data, dims) => detector.runAll(data, dims), { maxSide: detector.manifest.size.maxLongSide });
       faces = selectFaces(await detect(image.rgb, image.width, image.height), config.maxFaces, config.minFaceSize);
-      if (faces.length === 0 && task.requireFace) return { ok: false, code: 'NO_FACE', message: 'No face was found in the image' };
+      if (faces.length === 0 && (task.requireFace || task.crop === 'face')) return { ok: false, code: 'NO_FACE', message: 'No face was found in the image' };
     }
     const t2 = performance.now();
 
@@ -106,7 +108,22 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
     }
     const t4 = performance.now();
 
-    const encoded = await encode({ ...image, rgb }, out.width, out.height, task.format, task.quality);
+    let picture: DecodedImage = { ...image, rgb };
+    let outSize = out;
+    if (task.crop === 'face') {
+      // The square around the largest face (selectFaces sorts them), at the scale the result would have had.
+      const square = avatarSquare(faces[0]!.box, image.width, image.height);
+      const cropped = cropRaster(picture, square);
+      rgb.fill(0);
+      rgb = cropped.rgb;
+      picture = cropped;
+      const side = Math.max(1, Math.min(Math.round((square.side * out.width) / image.width), outCap));
+      outSize = { width: side, height: side };
+    }
+    const cropped = picture;
+    const encoded = await encode(picture, outSize.width, outSize.height, task.format, task.quality).finally(() => {
+      if (cropped.alpha !== image?.alpha) cropped.alpha?.fill(0); // the avatar's own copy of the alpha channel
+    });
     const t5 = performance.now();
 
     // `encoded` may be a view into a larger allocation: copy into a buffer of its own, which is then moved.
@@ -115,7 +132,7 @@ async function pipeline(sessions: Map<string, ModelSession>, input: Uint8Array, 
     encoded.fill(0);
     const timings: StageTimings = { decode: t1 - t0, infer: t3 - t2, encode: t5 - t4 };
     if (faceAware) Object.assign(timings, { detect: t2 - t1, head: t4 - t3 });
-    return { ok: true, output: output.buffer, mime: MIME[task.format], width: out.width, height: out.height, faces: faces.length, timings };
+    return { ok: true, output: output.buffer, mime: MIME[task.format], width: outSize.width, height: outSize.height, faces: faces.length, timings };
   } catch (err) {
     if (err instanceof ImageInputError) return { ok: false, code: err.code, message: err.message };
     throw err;

@@ -96,7 +96,8 @@ export class HttpClient {
           const chunks: Buffer[] = [];
           let bytes = 0;
           const status = res.statusCode ?? 0;
-          const json = (res.headers['content-type'] ?? '').includes('application/json');
+          // application/json, and the errors' application/problem+json
+          const json = /^application\/([\w.-]+\+)?json/.test(res.headers['content-type'] ?? '');
           res.on('data', (chunk: Buffer) => {
             bytes += chunk.length;
             if (json && bytes < 64 * 1024) chunks.push(chunk);

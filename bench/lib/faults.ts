@@ -74,7 +74,8 @@ export async function workerKill(service: Service, style: string, images: readon
       check('the killed request is a clean 500 JSON', killed.status === 500 && killed.code === 'PTOON_WORKER_FAILED', outcomeKey(killed)),
       check(
         'the error body is the generic one',
-        killed.json?.['message'] === 'Inference failed' && Object.keys(killed.json).sort().join() === 'code,error,message,statusCode',
+        killed.json?.['detail'] === 'Inference failed' &&
+          Object.keys(killed.json).sort().join() === 'code,detail,error,instance,message,status,statusCode,title,type',
         JSON.stringify(killed.json),
       ),
       check('requests on the other workers succeed', answers.every((a) => a.status === 200), answers.map(outcomeKey).join(', ')),

@@ -62,7 +62,7 @@ const LAG_RESOLUTION_MS = 10;
  */
 export function eventLoopLag(samples: Samples): { p50: number; p99: number; max: number } {
   const s = (name: string) => Math.max(0, (samples.get(name) ?? NaN) * 1000 - LAG_RESOLUTION_MS);
-  return { p50: s('privatoon_nodejs_eventloop_lag_p50_seconds'), p99: s('privatoon_nodejs_eventloop_lag_p99_seconds'), max: s('privatoon_nodejs_eventloop_lag_max_seconds') };
+  return { p50: s('nodejs_eventloop_lag_p50_seconds'), p99: s('nodejs_eventloop_lag_p99_seconds'), max: s('nodejs_eventloop_lag_max_seconds') };
 }
 
 /** Polls until `check` holds for the pool's gauges; returns the last reading, or throws after `timeoutMs`. */

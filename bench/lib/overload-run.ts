@@ -52,7 +52,7 @@ export interface OverloadResult {
   rejectedLatency: LatencySummary;
   health: ProbeResult;
   rss: { cold: number; start: number; peak: number; end: number };
-  /** The main thread's V8 heap (privatoon_nodejs_heap_size_total_bytes) at start-up and after the overload. */
+  /** The main thread's V8 heap (nodejs_heap_size_total_bytes) at start-up and after the overload. */
   mainHeap: { cold: number; after: number };
   budget: Budget;
   checks: Check[];
@@ -66,7 +66,7 @@ export async function overloadRun(service: Service, images: readonly BenchImage[
   const workers = metrics.get('privatoon_ort_threads{setting="workers"}') ?? NaN;
   const maxQueue = metrics.get('privatoon_queue_capacity') ?? NaN;
   const cold = await steadyRss(service.pid, 500);
-  const heapCold = metrics.get('privatoon_nodejs_heap_size_total_bytes') ?? NaN;
+  const heapCold = metrics.get('nodejs_heap_size_total_bytes') ?? NaN;
   const next = cycling(service.key, opts.style, images);
 
   const client = new HttpClient(service.base);
@@ -83,7 +83,7 @@ export async function overloadRun(service: Service, images: readonly BenchImage[
     const prober = startProber(service.base, 50);
     const run = await openLoop(client, next, offeredRate, opts.seconds * 1000);
     const health = await prober.stop();
-    const heapAfter = (await scrape(service.metricsUrl)).get('privatoon_nodejs_heap_size_total_bytes') ?? NaN;
+    const heapAfter = (await scrape(service.metricsUrl)).get('nodejs_heap_size_total_bytes') ?? NaN;
     const queueAfter = await waitForPool(service.metricsUrl, (g) => g.queued === 0 && g.busy === 0, 'the queue to empty after the overload', 60_000);
     const peak = Math.max(rss.peak(), readRss(service.pid));
     await sleep(settleMs);

@@ -22,6 +22,8 @@ const ARTIFACTS = join(ROOT, 'test', 'artifacts');
 const MAX_UPLOAD_BYTES = 1024 * 1024;
 /** The env of the apps under test (on top of test/helper.ts's): logs on, to check what they hold; a low upload limit. */
 const ENV = { LOG_LEVEL: 'info', MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES), UI_RATE_LIMIT_MAX: '100' };
+/** The stock app names its operator, as a public deployment should. */
+const OPERATOR = { OPERATOR_NAME: 'Example Toons <Ltd>', OPERATOR_CONTACT: 'privacy@example.org', PRIVACY_POLICY_URL: 'https://example.org/privacy' };
 
 const skip = chromiumMissing();
 if (skip !== null) {
@@ -47,7 +49,7 @@ async function main() {
   const origin = await listen(app);
   // The app with the stock limits (10 MB uploads), as a person meets it: for the pictures people look at.
   // (Every app is built before the first subtest: tap ends the root test when it idles between subtests.)
-  const stock = await build(t, { env: { LOG_LEVEL: 'info' }, pool });
+  const stock = await build(t, { env: { LOG_LEVEL: 'info', ...OPERATOR }, pool });
   const stockOrigin = await listen(stock.app);
   /** The origins of the apps under test: the only places the page may talk to. */
   const servers = [origin, stockOrigin];
@@ -105,7 +107,18 @@ async function main() {
     const notice = page.locator('#privacy');
     t.ok(await notice.isVisible(), 'the privacy notice is visible');
     const text = await notice.innerText();
-    for (const phrase of ['Sent once', 'in memory', 'Nothing is stored', 'No file is written', 'Results are not kept', 'What is logged', 'Never the picture']) {
+    for (const phrase of [
+      'Sent once',
+      'in memory',
+      'Nothing is stored',
+      'No file is written',
+      'Results are not kept',
+      'What is logged',
+      'Never the picture',
+      'not your IP address',
+      'Upload only photos you have the right to use, of people who agree',
+      'has not published a name or a contact',
+    ]) {
       t.match(text, phrase, `the notice says "${phrase}"`);
     }
     await ready(page);
@@ -340,7 +353,13 @@ async function main() {
 
       await other.locator('#submit').click();
       await other.locator('#status[data-kind="error"]', { hasText: 'Too many' }).waitFor({ timeout: 30_000 });
-      t.match(await other.locator('#status').innerText(), /Too many cartoons.*Try again in \d+ seconds/, '429 says when to retry');
+      const first = await other.locator('#status').innerText();
+      t.match(first, /Too many cartoons.*Try again in \d+ seconds/, '429 says when to retry');
+      t.ok(await other.locator('#submit').isDisabled(), 'and the button waits for it');
+      await other.waitForTimeout(2100);
+      const later = await other.locator('#status').innerText();
+      const seconds = (text: string) => Number(/in (\d+) seconds/.exec(text)?.[1]);
+      t.ok(seconds(later) < seconds(first), `it counts down (${seconds(first)} s, then ${seconds(later)} s)`);
     } finally {
       await other.close();
       // The hung worker was killed; until its replacement is warm the pool answers 503 NOT_READY.
@@ -370,6 +389,13 @@ async function main() {
       await p.goto(`${stockOrigin}/`);
       await ready(p);
       t.match(await p.locator('#max-size').innerText(), '10 MB', 'the stock upload limit');
+      const dropzone = await p.locator('#dropzone').boundingBox();
+      t.ok(dropzone !== null && dropzone.y >= 0 && dropzone.y + dropzone.height <= 844, `the upload control is on the first screen (bottom at ${dropzone === null ? '?' : Math.round(dropzone.y + dropzone.height)} of 844 px)`);
+      t.ok(await p.locator('.privacy-line').isVisible(), 'with the one-line privacy summary beside it');
+      const operator = await p.locator('#operator').innerText();
+      t.match(operator, 'Run by Example Toons <Ltd>.', 'the operator, named (and escaped)');
+      t.equal(await p.locator('#operator a[href="mailto:privacy@example.org"]').count(), 1, 'a contact');
+      t.equal(await p.locator('#operator a[href="https://example.org/privacy"]').innerText(), 'Privacy policy', 'and the policy');
       await p.setInputFiles('#file', input);
       await p.locator('#submit').click();
       await settled(p, 'success');

@@ -1,5 +1,5 @@
 /**
- * The API key matrix: none 401, wrong 403, right 200, both headers (same: fine; different: 400), other schemes 401,
+ * The API key matrix: none 401, wrong 401 (invalid_token), right 200, both headers (same: fine; different: 400), other schemes 401,
  * no keys configured 503 (fail closed) while health checks, the style list and the web endpoint still answer;
  * reloads (good file swaps keys, bad file keeps the old ones); a bad file at start-up names the file and line.
  */
@@ -32,8 +32,9 @@ t.test('the key matrix', async (t) => {
   t.equal(none.headers['www-authenticate'], 'Bearer realm="privatoon"');
 
   const wrong = await app.inject(upload({ 'x-api-key': 'ptk_not-a-key' }));
-  t.equal(wrong.statusCode, 403, 'wrong key: 403');
-  t.match(wrong.json(), { code: 'PTOON_BAD_KEY', error: 'Forbidden' });
+  t.equal(wrong.statusCode, 401, 'wrong key: 401, the credentials are not valid (RFC 9110 15.5.2)');
+  t.match(wrong.json(), { code: 'PTOON_BAD_KEY', error: 'Unauthorized', type: '/problems/PTOON_BAD_KEY' });
+  t.equal(wrong.headers['www-authenticate'], 'Bearer realm="privatoon", error="invalid_token"', 'with the RFC 6750 challenge');
 
   const right = await app.inject(upload({ 'x-api-key': alice }));
   t.equal(right.statusCode, 200, 'right key in X-API-Key: 200');
@@ -63,7 +64,7 @@ t.test('the key matrix', async (t) => {
   t.equal(inQuery.statusCode, 401, 'a key in the query string is not a key');
 
   const keyOfOther = await app.inject(upload({ 'x-api-key': alice.slice(0, -1) + (alice.endsWith('A') ? 'B' : 'A') }));
-  t.equal(keyOfOther.statusCode, 403, 'one character off: 403');
+  t.equal(keyOfOther.statusCode, 401, 'one character off: 401');
 });
 
 t.test('the key is checked before the body is read', async (t) => {
@@ -113,12 +114,12 @@ t.test('reload swaps keys; a bad file keeps the old ones', async (t) => {
   writeFileSync(path, first.line + '\n');
   const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: path, LOG_LEVEL: 'info' } });
   t.equal((await app.inject(upload({ 'x-api-key': first.key }))).statusCode, 200);
-  t.equal((await app.inject(upload({ 'x-api-key': second.key }))).statusCode, 403);
+  t.equal((await app.inject(upload({ 'x-api-key': second.key }))).statusCode, 401);
 
   writeFileSync(path, second.line + '\n');
   t.equal(await app.apiKeys.reload(), true);
   t.equal((await app.inject(upload({ 'x-api-key': second.key }))).statusCode, 200, 'the new key works');
-  t.equal((await app.inject(upload({ 'x-api-key': first.key }))).statusCode, 403, 'the removed key does not');
+  t.equal((await app.inject(upload({ 'x-api-key': first.key }))).statusCode, 401, 'the removed key does not');
 
   writeFileSync(path, `${second.line}\nhalf-written-line\n`);
   t.equal(await app.apiKeys.reload(), false, 'a bad file is refused');

@@ -114,7 +114,7 @@ t.test('worker faults are 500s and the server carries on', async (t) => {
     const crashesBefore = pool.stats().workerCrashes;
     const res = await post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': fault });
     t.equal(res.status, 500, fault);
-    t.same(res.json(), { statusCode: 500, code: 'PTOON_WORKER_FAILED', error: 'Internal Server Error', message: 'Inference failed' });
+    t.match(res.json(), { status: 500, code: 'PTOON_WORKER_FAILED', title: 'Inference failed', detail: 'Inference failed', statusCode: 500, error: 'Internal Server Error', message: 'Inference failed' });
     if (fault === 'exit') t.equal(pool.stats().workerCrashes, crashesBefore + 1, 'the crash is counted');
     await waitUntilReady(pool);
     t.equal((await post(api, form(images.jpeg), key)).status, 200, `after ${fault}: served again`);

@@ -24,7 +24,7 @@ const raw = (bytes: Buffer, type: string, query = '') => post(`${api}${query}`, 
 
 function isError(t: Test, answer: Awaited<ReturnType<typeof post>>, status: number, code: string, message?: RegExp) {
   t.equal(answer.status, status, `${code}: status ${status}`);
-  t.match(answer.headers.get('content-type'), /^application\/json/);
+  t.match(answer.headers.get('content-type'), /^application\/problem\+json/);
   const body = answer.json();
   t.match(body, { statusCode: status, code, error: String, message: message ?? String }, code);
   t.notMatch(JSON.stringify(body), /at \/|node_modules|\.ts:\d/, 'no stack or path in the body');

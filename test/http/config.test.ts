@@ -132,3 +132,24 @@ t.test('key files: format, errors by file and line, constant-time lookup', async
   writeFileSync(join(dir, 'ok.txt'), alice.line);
   t.equal((await loadKeyFile(join(dir, 'ok.txt'))).identify(alice.key), 'alice');
 });
+
+t.test('RATE_LIMIT_WINDOWS takes flask-limiter notation', async (t) => {
+  t.same(loadConfig({ RATE_LIMIT_WINDOWS: '1000 per day' }).rateLimitWindows, [{ max: 1000, windowMs: 86_400_000 }]);
+  t.same(loadConfig({ RATE_LIMIT_WINDOWS: '10/minute; 100 per hour and 5 per 30 seconds' }).rateLimitWindows, [
+    { max: 10, windowMs: 60_000 },
+    { max: 100, windowMs: 3_600_000 },
+    { max: 5, windowMs: 30_000 },
+  ]);
+  t.same(loadConfig({}).rateLimitWindows, [], 'none by default');
+  t.throws(() => loadConfig({ UI_RATE_LIMIT_WINDOWS: '10 per fortnight' }), /UI_RATE_LIMIT_WINDOWS: must be windows such as "1000 per day"/);
+  t.throws(() => loadConfig({ RATE_LIMIT_WINDOWS: '0 per day' }), /RATE_LIMIT_WINDOWS/);
+});
+
+t.test('HOST beyond loopback needs TLS, a trusted proxy, or ALLOW_PLAIN_HTTP: keys and photos never cross a network in clear by accident', async (t) => {
+  t.throws(() => loadConfig({ HOST: '0.0.0.0' }), /^HOST: 0\.0\.0\.0 is reachable beyond this machine, but there is no TLS .* ALLOW_PLAIN_HTTP=true/);
+  t.throws(() => loadConfig({ HOST: '10.1.2.3' }), /^HOST: /);
+  t.throws(() => loadConfig({ HOST: '::' }), /^HOST: /);
+  t.equal(loadConfig({ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1' }).host, '0.0.0.0', 'behind a proxy that ends TLS');
+  t.equal(loadConfig({ HOST: '0.0.0.0', ALLOW_PLAIN_HTTP: 'true' }).allowPlainHttp, true, 'or said out loud');
+  for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) t.equal(loadConfig({ HOST: host }).host, host, `${host}: loopback is fine`);
+});

@@ -3,9 +3,11 @@
  * durations by route pattern and status, inference stages by style, rejections and auth failures by reason, worker
  * crashes, queue depth and busy workers, and the ORT thread settings.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import t from 'tap';
-import { build, encodeForm, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
+import { ROOT, build, encodeForm, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
 
 const pool = await startPool(t, { workers: 1, maxQueue: 1, testHooks: true });
 const images = await fixtures();
@@ -42,12 +44,16 @@ t.test('counters and histograms move with traffic', async (t) => {
   t.equal(value(before, 'privatoon_ort_threads{setting="spinning"}'), 0);
   t.equal(value(before, 'privatoon_queue_capacity'), 1);
   t.equal(value(before, 'privatoon_workers_ready'), 1);
-  t.match(before, /privatoon_process_cpu_seconds_total/, 'process metrics, in our own registry');
+  t.match(before, /^process_cpu_seconds_total \d/m, 'process metrics under their standard names...');
+  t.match(before, /^nodejs_eventloop_lag_p99_seconds \d/m, '...and Node\'s too, as stock dashboards expect');
+  t.notMatch(before, /privatoon_process_|privatoon_nodejs_/, 'not renamed');
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  t.match(before, new RegExp(`^privatoon_build_info\\{version="${version.replace(/\./g, '\\.')}",nodejs_version="${process.versions.node}"\\} 1$`, 'm'), 'privatoon_build_info');
 
   t.equal((await post(api, form(images.jpeg), key)).status, 200);
   t.equal((await post(api, form(images.svg, { type: 'image/svg+xml' }), key)).status, 415);
   t.equal((await post(api, form(images.jpeg), {})).status, 401);
-  t.equal((await post(api, form(images.jpeg), { 'x-api-key': 'ptk_wrong' })).status, 403);
+  t.equal((await post(api, form(images.jpeg), { 'x-api-key': 'ptk_wrong' })).status, 401);
   t.equal((await post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'exit' })).status, 500);
   await waitUntilReady(pool);
 

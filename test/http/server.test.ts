@@ -6,7 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { newApiKey } from '../../keys.js';
 import { encodeForm, fixtures, form, magic, post, sleep, spawnServer, type ServerProcess } from '../helper.js';
@@ -68,7 +68,7 @@ t.test('SIGHUP reloads keys; SIGTERM drains and exits 0', async (t) => {
     status = (await upload(second.key)).status;
   }
   t.equal(status, 200, 'after SIGHUP the new key works');
-  t.equal((await upload(first.key)).status, 403, 'and the old one does not');
+  t.equal((await upload(first.key)).status, 401, 'and the old one does not');
   writeFileSync(file, 'garbage\n');
   server.signal('SIGHUP');
   for (let i = 0; i < 100 && !server.output().includes('API key reload failed'); i++) await sleep(50);
@@ -165,6 +165,14 @@ t.test('start-up errors name what is wrong', async (t) => {
   if (process.getuid?.() === 0) {
     cases.push([{ ALLOW_ROOT: '', RUN_AS_USER: 'no-such-user' }, /refusing to run as root: .*there is no user "no-such-user"/, 'root, and no user to become']);
     cases.push([{ ALLOW_ROOT: '', RUN_AS_USER: 'root' }, /refusing to run as root: .*"root" is not an unprivileged user/, 'root, asked to become root']);
+    // Readable by root only: the server reads it after becoming nobody, and must say why it cannot.
+    const rootOnly = join(dirname(badKeys), 'root-only-keys.txt');
+    writeFileSync(rootOnly, newApiKey('ok').line + '\n', { mode: 0o600 });
+    cases.push([
+      { ALLOW_ROOT: '', API_KEYS_FILE: rootOnly },
+      /keys\.txt: cannot be read \(EACCES\): this process runs as nobody \(uid \d+\) and may not read it .*RUN_AS_USER/,
+      'a keys file only root can read, after switching to nobody',
+    ]);
   }
   await Promise.all(
     cases.map(async ([env, pattern, what]) => {

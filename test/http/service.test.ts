@@ -112,15 +112,25 @@ t.test('the OpenAPI document comes from the route schemas', async (t) => {
   t.ok(op, 'POST /api/cartoonize is documented');
   t.same(Object.keys(op?.requestBody?.content ?? {}).sort(), ['image/jpeg', 'image/png', 'image/webp', 'multipart/form-data']);
   t.match(op?.parameters?.find((p) => p.name === 'quality')?.schema, { type: 'integer', minimum: 1, maximum: 100 });
-  t.match(op?.parameters?.find((p) => p.name === 'format')?.schema, { enum: ['jpeg', 'jpg', 'png', 'webp'] });
+  t.match(op?.parameters?.find((p) => p.name === 'format')?.schema, { enum: ['jpeg', 'jpg', 'png', 'webp', 'avif', 'auto'] });
   t.ok(op?.responses['200'], 'the image answer');
   t.match(JSON.stringify(op?.responses['200']), /image\/webp/);
-  t.ok(op?.responses['4XX'] ?? op?.responses['4xx'], 'the error answers');
+  for (const status of ['400', '401', '413', '415', '422', '429', '500', '503', '504']) t.ok(op?.responses[status], `the ${status} answers`);
+  t.match(JSON.stringify(op?.responses['413']), /PTOON_TOO_LARGE.*PTOON_TOO_MANY_PIXELS/, 'each status lists its codes');
+  t.match(op?.responses['429'], { headers: { 'Retry-After': {}, 'RateLimit-Limit': {}, 'RateLimit-Policy': {} }, content: { 'application/problem+json': {} } });
+  t.match(op?.responses['200'], { headers: { 'Server-Timing': {}, 'X-Faces': {}, 'RateLimit-Remaining': {} } });
+  t.match(JSON.stringify(doc), /"#\/components\/schemas\/PtoonError"/, 'the problem schema has its own name');
+  t.notMatch(JSON.stringify(doc), /def-\d/, 'no anonymous def-N schemas');
   t.ok(doc.paths['/ui/cartoonize']?.['post']?.requestBody?.content['multipart/form-data']);
   t.notOk(doc.paths['/ui/cartoonize']?.['post']?.requestBody?.content['image/jpeg'], 'the web endpoint takes forms only');
   for (const path of ['/api/styles', '/healthz', '/readyz']) t.ok(doc.paths[path], path);
   t.equal((await app.inject({ url: '/documentation' })).statusCode, 404, 'no swagger-ui (third-party assets)');
 });
+
+/** The whole problem body an answer must have: RFC 9457's members (instance = its X-Request-Id), then ours. */
+function problem(res: { headers: Record<string, unknown> }, status: number, code: string, title: string, error: string, detail: string) {
+  return { type: `/problems/${code}`, title, status, detail, instance: res.headers['x-request-id'], code, statusCode: status, error, message: detail };
+}
 
 t.test('404 and unexpected errors have the common shape and say nothing more', async (t) => {
   const failing = fakePool({
@@ -131,15 +141,15 @@ t.test('404 and unexpected errors have the common shape and say nothing more', a
   const { app, logs } = await build(t, { pool: failing, env: { API_KEYS_FILE: file, LOG_LEVEL: 'info' } });
   const missing = await app.inject({ url: '/api/nothing-here?api_key=x' });
   t.equal(missing.statusCode, 404);
-  t.same(missing.json(), { statusCode: 404, code: 'PTOON_NOT_FOUND', error: 'Not Found', message: 'No such endpoint; see /openapi.json' });
+  t.same(missing.json(), problem(missing, 404, 'PTOON_NOT_FOUND', 'No such endpoint', 'Not Found', 'No such endpoint; see /openapi.json'));
 
   const badUrl = await app.inject({ url: '/api/%zz-secret' });
   t.equal(badUrl.statusCode, 400);
-  t.same(badUrl.json(), { statusCode: 400, code: 'PTOON_BAD_REQUEST', error: 'Bad Request', message: 'The URL is not valid' });
+  t.same(badUrl.json(), problem(badUrl, 400, 'PTOON_BAD_REQUEST', 'Bad request', 'Bad Request', 'The URL is not valid'));
 
   const boom = await app.inject({ method: 'POST', url: '/api/cartoonize', headers: { 'x-api-key': keys['alice']!, 'content-type': 'image/jpeg' }, payload: images.jpeg });
   t.equal(boom.statusCode, 500);
-  t.same(boom.json(), { statusCode: 500, code: 'PTOON_INTERNAL', error: 'Internal Server Error', message: 'Internal error' });
+  t.same(boom.json(), problem(boom, 500, 'PTOON_INTERNAL', 'Internal error', 'Internal Server Error', 'Internal error'));
   t.match(logs.text, /"unexpected error"/, 'the operator sees that something broke');
   t.match(logs.text, /"type":"TypeError"/, 'with its kind and where it was thrown');
   t.notMatch(logs.text, /api_key/, 'the query string is not logged');

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import t from 'tap';
 import { BUILTIN_MODELS_DIR } from '../../models/registry.js';
 import { InferencePool } from '../../workers/pool.js';
-import { modelsDir, SHARED } from '../fixtures/models.js';
+import { modelsDir, SHARED, whiteboxFaceModels } from '../fixtures/models.js';
 
 const MODELS = join(SHARED, 'models');
 const IMAGES = join(SHARED, 'images');
@@ -19,23 +19,7 @@ if (!existsSync(DETECTOR) || !existsSync(WHITEBOX) || !existsSync(IMAGES)) {
   t.comment(`skipping: ${SHARED} (real models and photos) is not present`);
   t.pass('nothing to test without ../shared');
 } else {
-  const io = { input: { name: 'input_photo', layout: 'NHWC', channels: 'BGR', range: '-1..1' }, output: { name: 'final_output' } };
-  const models = [
-    {
-      manifest: {
-        id: 'yunet',
-        role: 'detector',
-        family: 'yunet',
-        file: DETECTOR,
-        input: { name: 'input', layout: 'NCHW', channels: 'BGR', range: '0..255' },
-        size: { maxLongSide: 512, multiple: 32, pad: 0, resizeBack: false },
-      },
-    },
-    { manifest: { id: 'wb-head', role: 'head', crop: 288, file: WHITEBOX, ...io, size: { multiple: 8 } } },
-    {
-      manifest: { id: 'wb-faces', role: 'whole', head: 'wb-head', detector: 'yunet', file: WHITEBOX, ...io, size: { maxShortSide: 720, multiple: 8 } },
-    },
-  ];
+  const models = whiteboxFaceModels(DETECTOR, WHITEBOX);
 
   t.test('faces are found, stylised and counted; require_face refuses a photo without one', async (t) => {
     const pool = await InferencePool.start({ modelsDirs: [modelsDir(t, models), BUILTIN_MODELS_DIR], workers: 1, intraOpThreads: 2 });
@@ -76,7 +60,7 @@ if (!existsSync(DETECTOR) || !existsSync(WHITEBOX) || !existsSync(IMAGES)) {
     const [detector] = models;
     const bad = modelsDir(t, [{ manifest: { ...detector!.manifest, family: 'retinaface' } }, ...models.slice(1)]);
     await t.rejects(InferencePool.start({ modelsDirs: [bad], workers: 1 }), { message: /yunet\.json: field "family" is "retinaface"; known detector families: yunet/ });
-    const notDetector = modelsDir(t, [{ manifest: { ...detector!.manifest, file: WHITEBOX, input: io.input } }, ...models.slice(1)]);
+    const notDetector = modelsDir(t, [{ manifest: { ...detector!.manifest, file: WHITEBOX, input: models[1]!.manifest['input'] } }, ...models.slice(1)]);
     await t.rejects(InferencePool.start({ modelsDirs: [notDetector], workers: 1 }), { message: /yunet\.json: field "file" is not a yunet detector/ });
   });
 }
