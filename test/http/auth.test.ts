@@ -139,7 +139,7 @@ t.test('revocation: the reload log names what was revoked; a removed file revoke
   writeFileSync(path, `${keep.line}\n`);
   t.equal(await app.apiKeys.reload(), true);
   t.match(logs.records().find((r) => r['msg'] === 'API keys reloaded'), { revoked: ['leaked'], added: [] }, 'the log says which key was revoked');
-  t.equal((await app.inject(upload({ 'x-api-key': leaked.key }))).statusCode, 403, 'the revoked key is refused');
+  t.equal((await app.inject(upload({ 'x-api-key': leaked.key }))).statusCode, 401, 'the revoked key is refused');
 
   rmSync(path);
   t.equal(await app.apiKeys.reload(), true, 'a missing file is not "keep the old keys"');

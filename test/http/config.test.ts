@@ -149,7 +149,9 @@ t.test('HOST beyond loopback needs TLS, a trusted proxy, or ALLOW_PLAIN_HTTP: ke
   t.throws(() => loadConfig({ HOST: '0.0.0.0' }), /^HOST: 0\.0\.0\.0 is reachable beyond this machine, but there is no TLS .* ALLOW_PLAIN_HTTP=true/);
   t.throws(() => loadConfig({ HOST: '10.1.2.3' }), /^HOST: /);
   t.throws(() => loadConfig({ HOST: '::' }), /^HOST: /);
-  t.equal(loadConfig({ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1' }).host, '0.0.0.0', 'behind a proxy that ends TLS');
-  t.equal(loadConfig({ HOST: '0.0.0.0', ALLOW_PLAIN_HTTP: 'true' }).allowPlainHttp, true, 'or said out loud');
+  const origin = { PUBLIC_ORIGIN: 'https://toon.example.org' }; // required beyond loopback too (see below)
+  t.equal(loadConfig({ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1', ...origin }).host, '0.0.0.0', 'behind a proxy that ends TLS');
+  t.equal(loadConfig({ HOST: '0.0.0.0', ALLOW_PLAIN_HTTP: 'true', ...origin }).allowPlainHttp, true, 'or said out loud');
+  t.equal(loadConfig({ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1', UI_ENABLED: 'false' }).host, '0.0.0.0', 'PUBLIC_ORIGIN is needed only for the web page');
   for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) t.equal(loadConfig({ HOST: host }).host, host, `${host}: loopback is fine`);
 });

@@ -117,6 +117,6 @@ t.test('several windows per key (RATE_LIMIT_WINDOWS): the tightest speaks in Rat
 t.test('several windows per IP on the web page (UI_RATE_LIMIT_WINDOWS)', async (t) => {
   const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '10', UI_RATE_LIMIT_WINDOWS: '2 per day' } });
   const { payload, contentType } = await encodeForm(form(images.jpeg));
-  const ui = () => app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload });
+  const ui = () => app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType }, payload: Buffer.from(payload) });
   t.same([(await ui()).statusCode, (await ui()).statusCode, (await ui()).statusCode], [200, 200, 429]);
 });
