@@ -6,6 +6,7 @@
  *   privatoon cartoonize - -o - < in.jpg > out.jpg      # stdin to stdout
  *   privatoon styles                                    # the styles the configured model folders provide
  *   privatoon keygen ID                                 # a new API key, printed once, and its line for the keys file
+ *   privatoon quantize STYLE --calibrate DIR            # an int8 copy of a style (models/quantize/README.md)
  *
  * Model folders and thread settings come from the same environment variables as the server (see README).
  */
@@ -14,13 +15,15 @@ import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from './config.js';
 import { newApiKey } from './keys.js';
+import { QUANTIZE_USAGE, quantizeCommand } from './models/quantize/command.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './workers/contract.js';
 import { InferencePool } from './workers/pool.js';
 
 const USAGE = `usage:
   privatoon cartoonize <input|-> [-o <output|->] [--style ID] [--format jpeg|png|webp] [--quality 1-100] [--max-size PX]
   privatoon styles
-  privatoon keygen <key-id>`;
+  privatoon keygen <key-id>
+${QUANTIZE_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -121,6 +124,8 @@ async function main(argv: string[]): Promise<void> {
       return styles(loadConfig());
     case 'keygen':
       return keygen(rest);
+    case 'quantize':
+      return quantizeCommand(rest, loadConfig());
     default:
       throw new UsageError(command === undefined ? 'a command is needed' : `unknown command "${command}"`);
   }
