@@ -1,6 +1,7 @@
 /**
  * `privatoon quantize <style-id|manifest.json> --calibrate DIR [--check DIR] [--out DIR] [--id ID]
- *                     [--calibration percentile|minmax] [--reduce-range] [--keep-fp32 NODE,...] [--force]`
+ *                     [--calibration percentile|minmax] [--reduce-range] [--keep-fp32 NODE,...] [--force]
+ *                     [--threads N] [--timing-runs N]`
  *
  * Writes `<id>.onnx` and `<id>.json` (a new style, `quantizedFrom` naming the source and its sha256) into --out
  * (default: the source manifest's folder), after printing PSNR and SSIM against fp32 per photo and the speed of
@@ -21,7 +22,8 @@ import { MIN_PSNR, MIN_SSIM, QuantizeError, quantize, type QuantizeResult } from
 
 export const QUANTIZE_USAGE =
   '  privatoon quantize <style-id|manifest.json> --calibrate DIR [--check DIR] [--out DIR] [--id ID]\n' +
-  '                     [--calibration percentile|minmax] [--reduce-range] [--keep-fp32 NODE,...] [--force]';
+  '                     [--calibration percentile|minmax] [--reduce-range] [--keep-fp32 NODE,...] [--force]\n' +
+  '                     [--threads N] [--timing-runs N]';
 
 const TIMING_RUNS = 3;
 
@@ -44,7 +46,7 @@ async function findSource(ref: string, config: Config): Promise<ModelManifest> {
   return manifest;
 }
 
-function printReport(manifest: ModelManifest, result: QuantizeResult, method: CalibrationMethod, out: (line: string) => void): void {
+function printReport(manifest: ModelManifest, result: QuantizeResult, method: CalibrationMethod, runs: number, out: (line: string) => void): void {
   out(`${manifest.id}: int8 nodes ${Object.entries(result.int8Nodes).map(([op, n]) => `${op} ${n}`).join(', ')}; calibration ${method}`);
   for (const note of result.notes) out(`  ${note}`);
   out('');
@@ -59,7 +61,7 @@ function printReport(manifest: ModelManifest, result: QuantizeResult, method: Ca
   out(`held aside: PSNR min ${Math.min(...held.map((p) => p.psnr)).toFixed(2)} dB (bar ${MIN_PSNR}), SSIM min ${Math.min(...held.map((p) => p.ssim)).toFixed(4)} (bar ${MIN_SSIM})`);
   if (result.speed) {
     const { photo, fp32Ms, int8Ms } = result.speed;
-    out(`speed on ${photo}, session.run best of ${TIMING_RUNS}: fp32 ${fp32Ms.toFixed(0)} ms, int8 ${int8Ms.toFixed(0)} ms, ${(fp32Ms / int8Ms).toFixed(2)}x`);
+    out(`speed on ${photo}, session.run best of ${runs}: fp32 ${fp32Ms.toFixed(0)} ms, int8 ${int8Ms.toFixed(0)} ms, ${(fp32Ms / int8Ms).toFixed(2)}x`);
   }
 }
 
@@ -77,6 +79,7 @@ export async function quantizeCommand(args: string[], config: Config, out: (line
       'keep-fp32': { type: 'string' },
       force: { type: 'boolean' },
       threads: { type: 'string' },
+      'timing-runs': { type: 'string' },
     },
   });
   const [ref] = positionals;
@@ -84,6 +87,8 @@ export async function quantizeCommand(args: string[], config: Config, out: (line
   if (values.calibrate === undefined) throw new QuantizeError(`--calibrate DIR is required: a folder of photos like the ones the style will see\n${QUANTIZE_USAGE}`);
   const method = (values.calibration ?? 'percentile') as CalibrationMethod;
   if (!CALIBRATION_METHODS.includes(method)) throw new QuantizeError(`--calibration must be one of ${CALIBRATION_METHODS.join(', ')}`);
+  const timingRuns = Number(values['timing-runs'] ?? TIMING_RUNS);
+  if (!Number.isInteger(timingRuns) || timingRuns < 0 || timingRuns > 100) throw new QuantizeError('--timing-runs must be an integer from 0 to 100');
   const threads = values.threads === undefined ? availableParallelism() : Number(values.threads);
   if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new QuantizeError('--threads must be an integer from 1 to 256');
 
@@ -121,9 +126,9 @@ export async function quantizeCommand(args: string[], config: Config, out: (line
     reduceRange: values['reduce-range'] ?? false,
     keepFp32: new Set((values['keep-fp32'] ?? '').split(',').filter((s) => s !== '')),
     threads,
-    timingRuns: TIMING_RUNS,
+    timingRuns,
   });
-  printReport(manifest, result, method, out);
+  printReport(manifest, result, method, timingRuns, out);
   if (!result.passed && !values.force) {
     throw new QuantizeError(`not written: the int8 model misses the quality bar (PSNR >= ${MIN_PSNR} dB and SSIM >= ${MIN_SSIM} against fp32 on every held-aside photo); try --calibration minmax or --keep-fp32, or --force to write it anyway`);
   }

@@ -1,11 +1,10 @@
 /**
  * `privatoon quantize`: a small generated U-Net end to end (deterministic calibration, PSNR and SSIM asserted,
- * fused int8 kernels in onnxruntime's optimised graph), the refusal below the quality bar, bad inputs, and
- * White-box from ../shared against the real photos.
+ * fused int8 kernels in onnxruntime's optimised graph), the refusal below the quality bar, and bad inputs.
+ * White-box on the real photos: quantize-whitebox.test.ts.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import sharp from 'sharp';
@@ -17,7 +16,8 @@ import { loadManifests, verifyModels } from '../../models/registry.js';
 import { quantizeCommand } from '../../models/quantize/command.js';
 import { uint8Params } from '../../models/quantize/qdq.js';
 import * as ort from '../../workers/ort.js';
-import { SHARED, imageManifest, type FixtureModel } from '../fixtures/models.js';
+import { imageManifest } from '../fixtures/models.js';
+import { folder, modelsDir, qualityRows } from '../fixtures/quantize.js';
 
 const config = testConfig();
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
@@ -37,24 +37,6 @@ async function photo(seed: number, width = 96, height = 80): Promise<Buffer> {
   return sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
 }
 
-/** A fresh temporary folder, removed after the test (tap's testdir is one folder per test; these need several). */
-function folder(t: Test, files: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'privatoon-quantize-test-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  return dir;
-}
-
-function modelsDir(t: Test, models: readonly FixtureModel[]): string {
-  const dir = folder(t);
-  for (const { manifest, bytes } of models) {
-    const file = (manifest['file'] as string | undefined) ?? `${manifest.id}.onnx`;
-    writeFileSync(join(dir, `${manifest.id}.json`), JSON.stringify({ file, ...manifest }));
-    if (bytes !== undefined) writeFileSync(join(dir, file), bytes);
-  }
-  return dir;
-}
-
 async function photosDir(t: Test, count: number): Promise<string> {
   const dir = folder(t);
   for (let i = 0; i < count; i++) writeFileSync(join(dir, `photo${i}.png`), await photo(i + 1));
@@ -69,14 +51,6 @@ async function run(args: string[]): Promise<string[]> {
   const lines: string[] = [];
   await quantizeCommand([...args, '--threads', '1'], config, (l) => lines.push(l));
   return lines;
-}
-
-/** The PSNR and SSIM columns of the printed table, by photo. */
-function qualityRows(lines: readonly string[]): Array<{ name: string; set: string; psnr: number; ssim: number }> {
-  return lines
-    .map((l) => /^\| (\S+) \| (calibration|held aside) \| \d+x\d+ \| ([\d.]+|Infinity) \| ([\d.]+)/.exec(l))
-    .filter((m) => m !== null)
-    .map((m) => ({ name: m[1]!, set: m[2]!, psnr: Number(m[3]), ssim: Number(m[4]) }));
 }
 
 t.test('quantizes a small U-Net: a new style, within the quality bar, deterministic', async (t) => {
@@ -181,25 +155,12 @@ t.test('uint8 ranges always hold an exact zero', async (t) => {
   t.equal(uint8Params({ min: 0, max: 0 }).scale, 1, 'a constant-zero tensor gets a usable scale');
 });
 
-const WHITEBOX = join(SHARED, 'models', 'whitebox_cartoon_nhwc.onnx');
-const IMAGES = join(SHARED, 'images');
-t.test('White-box (../shared): int8 within the bar on every held-aside photo', { skip: existsSync(WHITEBOX) ? false : 'needs ../shared/models/whitebox_cartoon_nhwc.onnx', timeout: 900_000 }, async (t) => {
-  // The model and photos are read in place; the int8 model (a derivative of non-commercial weights) only goes to
-  // the test's own temporary folder.
-  const dir = modelsDir(t, [
-    { manifest: { id: 'whitebox', role: 'whole', file: WHITEBOX, input: { name: 'input_photo', layout: 'NHWC', channels: 'BGR', range: '-1..1' }, output: { name: 'final_output' }, size: { maxShortSide: 720, multiple: 8 } } },
-  ]);
-  const out = folder(t);
-  const report: string[] = [];
-  // Every third photo (by name) is held aside; its README is skipped.
-  const error = await quantizeCommand([join(dir, 'whitebox.json'), '--calibrate', IMAGES, '--out', out], config, (l) => report.push(l)).then(
-    () => undefined,
-    (err: Error) => err.message,
-  );
-  t.comment(report.join('\n'));
-  const held = qualityRows(report).filter((r) => r.set === 'held aside');
-  t.equal(held.length, Math.floor(readdirSync(IMAGES).filter((n) => /\.(png|jpe?g)$/.test(n)).length / 3));
-  for (const r of held) t.ok(r.psnr >= 35 && r.ssim >= 0.98, `${r.name}: PSNR ${r.psnr} dB, SSIM ${r.ssim}`);
-  t.equal(error, undefined, 'written');
-  t.ok(existsSync(join(out, 'whitebox-int8.onnx')));
+
+t.test('a manifest\'s quantizedFrom is checked, naming the file and the field', async (t) => {
+  const base = { id: 'x', file: 'x.onnx', input: { name: 'input', layout: 'NCHW', channels: 'RGB', range: '0..1' }, size: {} };
+  const parse = (quantizedFrom: unknown) => parseManifest('/styles/x.json', JSON.stringify({ ...base, quantizedFrom }));
+  t.same(parse({ id: 'toon', sha256: 'a'.repeat(64) }).quantizedFrom, { id: 'toon', sha256: 'a'.repeat(64) });
+  t.throws(() => parse({ id: 'toon', sha256: 'xyz' }), { code: 'PTOON_BAD_MANIFEST', message: '/styles/x.json: field "quantizedFrom.sha256" must be 64 lower-case hex digits' });
+  t.throws(() => parse({ sha256: 'a'.repeat(64) }), { message: /field "quantizedFrom.id" is required/ });
+  t.throws(() => parse('toon'), { message: /field "quantizedFrom" is required and must be an object/ });
 });
