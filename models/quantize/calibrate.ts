@@ -60,7 +60,8 @@ export async function preparePhoto(manifest: ModelManifest, file: string): Promi
   const name = file.split('/').pop()!;
   try {
     const probed = await probe(bytes, MAX_PIXELS);
-    const inner = modelSize(probed.width, probed.height, manifest.size);
+    // A head model sees square face crops of its `crop` side; a whole-image style the photo at its size rules.
+    const inner = manifest.role === 'head' && manifest.crop !== undefined ? { width: manifest.crop, height: manifest.crop } : modelSize(probed.width, probed.height, manifest.size);
     const image = await decode(bytes, probed, inner.width, inner.height, MAX_PIXELS);
     const tensor = toTensor(image.rgb, image.width, image.height, manifest.input, manifest.size.multiple, manifest.size.pad);
     return { name, tensor, width: image.width, height: image.height };

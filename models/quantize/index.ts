@@ -84,7 +84,7 @@ async function bestMs(session: ort.InferenceSession, manifest: ModelManifest, ph
 export async function quantize(manifest: ModelManifest, fp32: Uint8Array, opts: QuantizeOptions): Promise<QuantizeResult> {
   // The fp32 graph with its narrow convolutions widened: same results, the graph that is calibrated and rewritten.
   const widened = new ModelGraph(fp32);
-  const padded = padNarrowConvs(widened);
+  const padded = padNarrowConvs(widened, opts.keepFp32);
   const base = widened.encode();
   const plan = planQuantization(new ModelGraph(base), opts.keepFp32);
   // Calibrate on a copy that exposes every tensor the plan quantizes.

@@ -150,11 +150,12 @@ const CHANNEL_BLOCK = 16;
  * filters to a full block and slicing the 3 real channels back out gives the same result, much faster. Applied to
  * the fp32 graph before calibration, so the ranges are those of the padded tensor (the extra channels are 0).
  */
-export function padNarrowConvs(g: ModelGraph): string[] {
+export function padNarrowConvs(g: ModelGraph, keepFp32: ReadonlySet<string> = new Set()): string[] {
   const padded: string[] = [];
   const fromImage = imageDependent(g);
   for (const conv of [...g.nodes]) {
-    if (conv.opType !== 'Conv' || (conv.domain ?? '') !== '' || g.attrInt(conv, 'group', 1) !== 1 || !fromImage.has(conv.input![0]!)) continue;
+    if (conv.opType !== 'Conv' || (conv.domain ?? '') !== '' || keepFp32.has(conv.name!)) continue;
+    if (g.attrInt(conv, 'group', 1) !== 1 || !fromImage.has(conv.input![0]!)) continue;
     const weight = g.floatInitializer(conv.input![1]!);
     if (weight === undefined || weight.dims.length !== 4) continue;
     const out = weight.dims[0]!;
@@ -162,15 +163,15 @@ export function padNarrowConvs(g: ModelGraph): string[] {
     // Only an output convolution: a Slice between a Conv and its activation would break the int8 chain.
     const readers = g.consumers.get(conv.output![0]!) ?? [];
     if (readers.some(({ node }) => INT8_FOLLOWERS.has(node.opType!))) continue;
+    const biasName = conv.input![2];
+    const bias = biasName === undefined || biasName === '' ? undefined : g.floatInitializer(biasName);
+    if (bias === undefined && biasName !== undefined && biasName !== '') continue; // not a constant: stays fp32
     const wide = Math.ceil(out / CHANNEL_BLOCK) * CHANNEL_BLOCK;
     const per = weight.data.length / out;
     const w = new Float32Array(wide * per);
     w.set(weight.data);
     conv.input![1] = g.addInitializer(g.fresh(`${conv.name}.weight`, 'padded'), 'float32', w, [wide, ...weight.dims.slice(1)]);
-    const biasName = conv.input![2];
-    if (biasName !== undefined && biasName !== '') {
-      const bias = g.floatInitializer(biasName);
-      if (bias === undefined) continue;
+    if (bias !== undefined) {
       const b = new Float32Array(wide);
       b.set(bias.data);
       conv.input![2] = g.addInitializer(g.fresh(`${conv.name}.bias`, 'padded'), 'float32', b, [wide]);
