@@ -35,3 +35,9 @@ t.test('keygen prints a key once and the matching hashed line', async (t) => {
   t.ok(key && line, 'both are printed');
   t.equal(line, `acme-prod:${createHash('sha256').update(key!).digest('hex')}`, 'the line holds the sha256 of the key, not the key');
 });
+
+t.test('quantize: a clear coded error and exit 1 for a calibration folder that is not there', async (t) => {
+  const run = cli(['quantize', 'toon', '--calibrate', join(ROOT, 'no-such-folder')]);
+  t.equal(run.status, 1);
+  t.match(run.stderr.toString(), /^privatoon: PTOON_QUANTIZE: calibration folder .*no-such-folder cannot be read \(ENOENT\)/);
+});
