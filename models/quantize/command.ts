@@ -98,6 +98,8 @@ export async function quantizeCommand(args: string[], config: Config, out: (line
   }
   await verifyModels([manifest]); // the file exists, matches its pin, and takes and gives one image tensor
   const id = values.id ?? `${manifest.id}-int8`;
+  // Fail before minutes of calibration, with the registry's own rule for ids.
+  parseManifest('--id', JSON.stringify({ id, file: `${id}.onnx`, input: manifest.input, size: {} }));
   const outDir = resolve(values.out ?? dirname(manifest.source));
 
   const listed = await listPhotos(values.calibrate);
@@ -146,8 +148,10 @@ export async function quantizeCommand(args: string[], config: Config, out: (line
     ...(manifest.crop === undefined ? {} : { crop: manifest.crop }),
     ...(manifest.head === undefined ? {} : { head: manifest.head, detector: manifest.detector }),
   };
+  const text = `${JSON.stringify(quantized, null, 2)}\n`;
+  parseManifest(`${id}.json`, text); // what the registry will check, --id included, before anything is written
   await mkdir(outDir, { recursive: true });
   await writeFile(join(outDir, file), result.bytes);
-  await writeFile(join(outDir, `${id}.json`), `${JSON.stringify(quantized, null, 2)}\n`);
+  await writeFile(join(outDir, `${id}.json`), text);
   out(`${result.passed ? '' : 'FORCED: below the quality bar; '}wrote ${join(outDir, file)} and ${basename(id)}.json (from ${manifest.id}, sha256 ${quantized.quantizedFrom.sha256.slice(0, 12)}…)`);
 }

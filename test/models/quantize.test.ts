@@ -143,6 +143,7 @@ t.test('bad inputs get clear errors', async (t) => {
   await reject([tiny, '--calibrate', join(empty, 'missing')], /calibration folder .*missing cannot be read \(ENOENT\)/, 'a missing folder');
   await reject([tiny], /--calibrate DIR is required/, 'no calibration folder');
   await reject(['no-such-style', '--calibrate', photos], /no style "no-such-style"/, 'an unknown style');
+  await reject([tiny, '--calibrate', photos, '--id', '../escape', '--out', folder(t)], /field "id" must be lower-case letters/, 'an --id that is not a style id');
   await reject([tiny, '--calibrate', photos, '--calibration', 'entropy'], /--calibration must be one of minmax, percentile/, 'an unknown method');
 });
 
