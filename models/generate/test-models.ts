@@ -87,9 +87,10 @@ export function buildBadRankModel(): Uint8Array {
  * A small U-Net of the DCT-Net kind for the quantizer's tests (NCHW RGB, -1..1, sides a multiple of 2): 7x7 and 3x3
  * convolutions, LeakyReLU, a stride-2 level, a residual Add, a bilinear 2x upsample with a skip Add, Tanh.
  * `outlier` scales one channel of the first convolution by 1000 and the next convolution's weights for that channel
- * by 1/1000: the same fp32 result, but one activation tensor whose range no 8-bit step can cover.
+ * by 1/1000: the same fp32 result, but one activation tensor whose range no 8-bit step can cover. `relu` uses
+ * ReLU instead of LeakyReLU.
  */
-export function buildQuantizeTestModel(opts: { outlier?: boolean; seed?: number } = {}): Uint8Array {
+export function buildQuantizeTestModel(opts: { outlier?: boolean; relu?: boolean; seed?: number } = {}): Uint8Array {
   const g = new GraphBuilder('quantize_test');
   let state = (opts.seed ?? 7) >>> 0;
   const random = () => {
@@ -113,7 +114,7 @@ export function buildQuantizeTestModel(opts: { outlier?: boolean; seed?: number 
       pads: [pad, pad, pad, pad],
     });
   };
-  const act = (x: Value) => g.op('LeakyRelu', [x], { alpha: float(0.2) });
+  const act = (x: Value) => (opts.relu ? g.op('Relu', [x]) : g.op('LeakyRelu', [x], { alpha: float(0.2) }));
   const big = opts.outlier ? (c: number) => (c === 0 ? 1000 : 1) : undefined;
   const small = opts.outlier ? (c: number) => (c === 0 ? 1 / 1000 : 1) : undefined;
   const dims = imageDims('NCHW');

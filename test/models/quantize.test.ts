@@ -102,6 +102,19 @@ t.test('onnxruntime fuses every convolution into an int8 kernel', async (t) => {
   t.ok(count('QuantizeLinear') <= 2 && count('DequantizeLinear') <= 2, `few boundaries: ${ops.join(' ')}`);
 });
 
+t.test('a ReLU after a convolution folds into QLinearConv', async (t) => {
+  const source = join(styleDir(t, buildQuantizeTestModel({ relu: true })), 'tiny.json');
+  const out = folder(t);
+  const rows = qualityRows(await run([source, '--calibrate', await photosDir(t, 3), '--out', out]));
+  t.ok(rows.every((r) => r.psnr >= 35), rows.map((r) => `${r.name} ${r.psnr} dB`).join(', '));
+  const optimized = join(folder(t), 'optimized.onnx');
+  const session = await ort.InferenceSession.create(join(out, 'tiny-int8.onnx'), { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
+  await session.release();
+  const ops = (onnxProto.onnx.ModelProto.decode(readFileSync(optimized)).graph?.node ?? []).map((n) => n.opType!);
+  t.equal(ops.filter((o) => o === 'QLinearConv').length, 7, ops.join(' '));
+  t.equal(ops.filter((o) => o === 'Relu' || o === 'Conv').length, 0, 'no Relu or fp32 Conv left');
+});
+
 t.test('a model below the quality bar is refused, and written only with --force', async (t) => {
   const source = join(styleDir(t, buildQuantizeTestModel({ outlier: true })), 'tiny.json');
   const photos = await photosDir(t, 3);
