@@ -9,7 +9,8 @@
  * The plain loop runs session.run on a prepared tensor in this process, with the best of its thread settings: the
  * ceiling for the model alone (and once more with the whole pipeline around it, in-process). The pool does the whole job per image (JPEG decode, tensor, run, encode) in worker
  * threads, fed with enough tasks to stay busy. Prints a Markdown table; then, where ../shared has the real detector
- * and White-box model, a second table with the cost of the face path (bench/faces.ts).
+ * and White-box model, a second table with the cost of the face path (bench/faces.ts); then int8 against fp32
+ * (bench/quantized.ts; BENCH_INT8=0 skips it).
  */
 import { availableParallelism, cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -20,6 +21,7 @@ import { facePathCost } from './faces.js';
 import { findManifest, plainLoop } from './lib/plain.js';
 import { percentile } from './lib/stats.js';
 import { benchPhoto } from './photos.js';
+import { int8Rows } from './quantized.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const SIZES = (process.env.BENCH_SIZES ?? '512,720').split(',').map(Number);
@@ -45,9 +47,9 @@ async function plainRow(size: number, threads: number, kind: 'ort' | 'pipeline',
   return { size, mode, split: `1x${threads}`, perSecond: result.perSecond, p50: result.latency.p50, p99: result.latency.p99 };
 }
 
-async function poolRun(size: number, workers: number, threads: number, photo: Buffer): Promise<Row> {
-  const pool = await InferencePool.start({ modelsDirs: [BENCH_MODELS_DIR], workers, intraOpThreads: threads, maxQueue: workers * 4 });
-  const task = { style: 'dctnet-bench', format: 'jpeg' as const, quality: 85 };
+async function poolRun(size: number, workers: number, threads: number, photo: Buffer, modelsDirs = [BENCH_MODELS_DIR], style = 'dctnet-bench'): Promise<Row> {
+  const pool = await InferencePool.start({ modelsDirs, workers, intraOpThreads: threads, maxQueue: workers * 4 });
+  const task = { style, format: 'jpeg' as const, quality: 85 };
   // Two tasks per worker in flight: a worker never waits for the main thread between tasks.
   for (let i = 0; i < workers; i++) await pool.run(Buffer.from(photo), task);
   const latencies: number[] = [];
@@ -90,6 +92,11 @@ async function main(): Promise<void> {
     console.log(`| ${r.size}x${r.size} | ${r.mode} | ${r.split} | ${r.perSecond.toFixed(2)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.ratio} |`);
   }
   await facePathCost();
+  if (process.env.BENCH_INT8 !== '0') {
+    const size = SIZES[0]!;
+    const photo = await sharp(await benchPhoto()).resize(size, size, { fit: 'cover' }).jpeg({ quality: 90 }).toBuffer();
+    await int8Rows({ name: 'photo', jpeg: photo, width: size, height: size }, (dirs, style, workers, threads) => poolRun(size, workers, threads, photo, dirs, style));
+  }
 }
 
 await main();

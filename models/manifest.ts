@@ -55,6 +55,8 @@ export interface ModelManifest {
   /** Whole-image styles only: ids of the head model and the face detector for the face-aware path. */
   head?: string | undefined;
   detector?: string | undefined;
+  /** Set by `privatoon quantize`: the style this int8 model was made from, and that model file's sha256. */
+  quantizedFrom?: { id: string; sha256: string } | undefined;
   /** The JSON file this came from, for error messages. */
   source: string;
 }
@@ -130,6 +132,7 @@ export function parseManifest(file: string, text: string): ModelManifest {
     family: v.optionalString('family'),
     head: v.optionalString('head'),
     detector: v.optionalString('detector'),
+    quantizedFrom: readQuantizedFrom(v),
     source: file,
   };
   if (manifest.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(manifest.sha256)) {
@@ -157,6 +160,14 @@ function readTensor(v: FieldReader, key: string): TensorSpec {
     channels: t.oneOf('channels', ORDERS),
     range: t.oneOf('range', RANGES),
   };
+}
+
+function readQuantizedFrom(v: FieldReader): ModelManifest['quantizedFrom'] {
+  if (v.raw['quantizedFrom'] === undefined) return undefined;
+  const q = new FieldReader(v.file, v.object('quantizedFrom'), 'quantizedFrom.');
+  const from = { id: q.string('id'), sha256: q.string('sha256') };
+  if (!/^[0-9a-f]{64}$/.test(from.sha256)) q.fail('sha256', 'must be 64 lower-case hex digits');
+  return from;
 }
 
 function readPad(sv: FieldReader): PadMode {

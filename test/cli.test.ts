@@ -90,3 +90,9 @@ t.test('no image bytes are written to a terminal', { skip: !script && 'script(1)
   t.match(text, /refusing to write an image to the terminal/);
   t.notOk(text.includes('\xff\xd8\xff'), 'no JPEG bytes reached the terminal');
 });
+
+t.test('quantize: a clear coded error and exit 1 for a calibration folder that is not there', async (t) => {
+  const run = cli(['quantize', 'toon', '--calibrate', join(ROOT, 'no-such-folder')]);
+  t.equal(run.status, 1);
+  t.match(run.stderr.toString(), /^privatoon: PTOON_QUANTIZE: calibration folder .*no-such-folder cannot be read \(ENOENT\)/);
+});

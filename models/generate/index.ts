@@ -18,6 +18,7 @@ export {
   buildBadRankModel,
   buildChannel0Model,
   buildInvertModel,
+  buildQuantizeTestModel,
   buildScaleModel,
   buildSlowModel,
 } from './test-models.js';
