@@ -65,7 +65,7 @@ function optionsSchema(maxOutputSide: number, styleIds: readonly string[]) {
 }
 
 const imageResponse = {
-  description: 'The cartoon. Headers: Server-Timing (queue, decode, [detect,] infer, [head,] encode; ms), X-Faces (faces stylised)',
+  description: 'The cartoon. Headers: Server-Timing (queue, decode, [detect,] infer (= pack + run + unpack), [head,] encode; ms), X-Faces (faces stylised)',
   content: {
     'image/jpeg': { schema: { type: 'string', format: 'binary' } },
     'image/png': { schema: { type: 'string', format: 'binary' } },
@@ -122,6 +122,9 @@ export function serverTiming(queueMs: number, timings: StageTimings): string {
     ['decode', timings.decode],
     ['detect', timings.detect],
     ['infer', timings.infer],
+    ['pack', timings.pack],
+    ['run', timings.run],
+    ['unpack', timings.unpack],
     ['head', timings.head],
     ['encode', timings.encode],
   ];
