@@ -159,7 +159,9 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
   }
 
   const { entry, args } = opts.root === undefined ? serverEntry() : { entry: 'tsx' as const, args: ['--import', 'tsx', join(opts.root, 'server.ts')] };
-  const child = spawn(process.execPath, args, { cwd: opts.root ?? PROJECT_ROOT, env: { ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_NODE_ARGS: flags for the service's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (main thread and workers).
+  const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: opts.root ?? PROJECT_ROOT, env: { ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
   let onListening: (url: string) => void = () => {};
