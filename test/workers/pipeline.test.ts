@@ -66,6 +66,16 @@ t.test('the reusable buffers are used for the whole-image pass and hold nothing 
   }
 });
 
+t.test('a smaller image after a larger one, in the same buffers, gives the same result as in fresh ones', async (t) => {
+  const shared = new Scratch();
+  const run = (jpeg: Buffer, scratch: Scratch) => pipeline(sessions, new Uint8Array(jpeg), { style: 'toon', format: 'png', quality: 85 }, CONFIG, scratch);
+  t.ok((await run(await photo(640, 480), shared)).ok, 'the larger one answered');
+  const small = await photo(203, 157);
+  const reused = (await run(small, shared)) as CartoonizeSuccess;
+  const fresh = (await run(small, new Scratch())) as CartoonizeSuccess;
+  t.same(Buffer.from(reused.output), Buffer.from(fresh.output), 'byte for byte the same');
+});
+
 t.test('the buffers are wiped when a task fails after packing', async (t) => {
   const scratch = new Scratch();
   const model = sessions.get('toon')!;
