@@ -86,15 +86,15 @@ async function main(): Promise<void> {
   const pipelines = new Map<string, PlainResult>();
   const manifests = new Map(await Promise.all(styles.map(async (style) => [style, await findManifest([BUILTIN_MODELS_DIR, BENCH_MODELS_DIR], style)] as const)));
 
-  // Per-stage CPU in this process, before any service runs: this side, and the baseline's code on the same images.
+  // Per-stage CPU in this process, before any service runs: this side, and the baseline's code on the same images,
+  // interleaved image by image.
   const sides = [...(baseline !== undefined ? (['before'] as const) : []), 'after'] as const;
   const stageRows: { style: string; code: string; costs: StageCosts }[] = [];
-  for (const code of sides) {
-    const impl = await loadImplementation(code === 'before' ? baseline : undefined);
-    for (const style of styles) {
-      process.stderr.write(`stages in-process, ${style}, ${code}: ${stageRounds} passes...\n`);
-      stageRows.push({ style, code, costs: await stageCosts(impl, manifests.get(style)!, images, { rounds: stageRounds, quality: QUALITY }) });
-    }
+  const impls = await Promise.all(sides.map((code) => loadImplementation(code === 'before' ? baseline : undefined)));
+  for (const style of styles) {
+    process.stderr.write(`stages in-process, ${style}, ${sides.join(' and ')} interleaved: ${stageRounds} passes...\n`);
+    const costs = await stageCosts(impls, manifests.get(style)!, images, { rounds: stageRounds, quality: QUALITY });
+    sides.forEach((code, i) => stageRows.push({ style, code, costs: costs[i]! }));
   }
 
   let entry = '';
