@@ -120,7 +120,7 @@ export const RATE_LIMIT_HEADERS = {
 const imageResponse = {
   description: 'The cartoon, without any metadata of the upload',
   headers: {
-    'Server-Timing': { type: 'string', description: 'queue, decode, [detect,] infer, [head,] encode; ms' },
+    'Server-Timing': { type: 'string', description: 'queue, decode, [detect,] infer (= pack + run + unpack), [head,] encode; ms' },
     'X-Faces': { type: 'integer', description: 'Faces stylised by the head model (face-aware styles; 0 otherwise)' },
     'Content-Disposition': { type: 'string', description: 'inline (attachment with download=true); filename="cartoon.<ext>"' },
     'Cache-Control': { type: 'string', description: 'no-store' },
@@ -140,7 +140,9 @@ const UPLOAD_PROBLEMS: readonly ProblemCode[] = [
   'PTOON_UNSUPPORTED_MEDIA',
   'PTOON_BAD_IMAGE',
   'PTOON_NO_FACE',
+  'PTOON_UPLOAD_TOO_SLOW',
   'PTOON_RATE_LIMITED',
+  'PTOON_TOO_MANY_UPLOADS',
   'PTOON_INTERNAL',
   'PTOON_WORKER_FAILED',
   'PTOON_BUSY',
@@ -202,6 +204,9 @@ export function serverTiming(queueMs: number, timings: StageTimings): string {
     ['decode', timings.decode],
     ['detect', timings.detect],
     ['infer', timings.infer],
+    ['pack', timings.pack],
+    ['run', timings.run],
+    ['unpack', timings.unpack],
     ['head', timings.head],
     ['encode', timings.encode],
   ];

@@ -48,7 +48,12 @@ export interface CartoonizeTask extends CartoonizeOptions {
 export interface StageTimings {
   decode: number;
   detect?: number;
+  /** The whole-image pass: pack + run + unpack (and a little bookkeeping). */
   infer: number;
+  /** Its parts: pixels into the model's tensor, the model's run, its output back into pixels. */
+  pack?: number;
+  run?: number;
+  unpack?: number;
   head?: number;
   encode: number;
 }

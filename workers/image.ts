@@ -15,6 +15,15 @@ sharp.concurrency(1);
 sharp.block({ operation: ['VipsForeignLoad'] });
 sharp.unblock({ operation: ['VipsForeignLoadJpegBuffer', 'VipsForeignLoadPngBuffer', 'VipsForeignLoadWebpBuffer'] });
 
+/**
+ * JPEG entropy coding: standard Huffman tables (one pass) instead of tables optimised per image (a second pass over
+ * the coefficients). Pixels are identical either way; only the file's size differs. Measured at 512x512 (bench
+ * photos, CPU time, one thread): q85 4:2:0 4.0 -> 1.9 ms for +2% bytes; q95 4:4:4 6.3 -> 2.6 ms for +12% bytes.
+ * A throughput service spends the CPU on images instead; OpenCV's encoder (the design this replaces) makes the same
+ * choice by default. Trellis quantisation and progressive scans stay off (sharp's defaults) for the same reason.
+ */
+export const JPEG_ENCODER = { optimiseCoding: false } as const;
+
 /** A stuck decode or encode must not hold a worker forever; real images take well under a second. */
 const SHARP_TIMEOUT_S = 20;
 /**
@@ -151,7 +160,7 @@ export async function encode(
   if (channels === 4 && format === 'jpeg') pipeline = pipeline.flatten({ background: '#ffffff' });
   switch (format) {
     case 'jpeg':
-      pipeline = pipeline.jpeg({ quality, chromaSubsampling: quality >= 90 ? '4:4:4' : '4:2:0' });
+      pipeline = pipeline.jpeg({ quality, chromaSubsampling: quality >= 90 ? '4:4:4' : '4:2:0', ...JPEG_ENCODER });
       break;
     case 'png':
       pipeline = pipeline.png({ compressionLevel: 6 });

@@ -26,14 +26,35 @@ function affine(range: ValueRange): [number, number] {
   }
 }
 
+/** One float per 8-bit level, per range: the hot loop is then a table look-up and a store. Built once. */
+const LEVELS = new Map<ValueRange, Float32Array>();
+function levels(range: ValueRange): Float32Array {
+  let table = LEVELS.get(range);
+  if (table === undefined) {
+    const [scale, offset] = affine(range);
+    table = new Float32Array(256);
+    for (let v = 0; v < 256; v++) table[v] = v * scale + offset;
+    LEVELS.set(range, table);
+  }
+  return table;
+}
+
 /** Rounds up to a multiple; 1 means no padding. */
 export function padTo(size: number, multiple: number): number {
   return Math.ceil(size / multiple) * multiple;
 }
 
+/** The first `length` elements of `scratch` when it is large enough, else a fresh array (the caller wipes either). */
+function region<T extends Float32Array | Uint8Array>(scratch: T | undefined, length: number, fresh: (n: number) => T): T {
+  return scratch !== undefined && scratch.length >= length ? (scratch.subarray(0, length) as T) : fresh(length);
+}
+
 /**
  * Packs RGB pixels into a float tensor. The image sits at the top-left; the right and bottom margins up to the next
  * multiple are filled with a grey level or with the nearest border pixel ('edge').
+ *
+ * One pass, specialised by layout, with no per-pixel branches: this runs on the request path of every image. With
+ * `scratch` (a worker's reusable buffer) the tensor is written into its first elements instead of a new array.
  */
 export function toTensor(
   rgb: Uint8Array,
@@ -42,68 +63,93 @@ export function toTensor(
   spec: Pick<TensorSpec, 'layout' | 'channels' | 'range'>,
   multiple = 1,
   pad: PadMode = 'edge',
+  scratch?: Float32Array,
 ): PackedTensor {
   if (rgb.length !== width * height * 3) throw new RangeError(`expected ${width * height * 3} bytes of RGB, got ${rgb.length}`);
   const pw = padTo(width, multiple);
   const ph = padTo(height, multiple);
+  const level = levels(spec.range);
+  const data = region(scratch, pw * ph * 3, (n) => new Float32Array(n));
   const [scale, offset] = affine(spec.range);
-  // One float per 8-bit level: the hot loop is then a table look-up and a store, on the request path of every image.
-  const level = new Float32Array(256);
-  for (let v = 0; v < 256; v++) level[v] = v * scale + offset;
-  const data = new Float32Array(pw * ph * 3);
-  // Source channel for each tensor channel: BGR reads R from index 2.
-  const [c0, c1, c2] = spec.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
-  const plane = pw * ph;
-  const nchw = spec.layout === 'NCHW';
-
-  for (let y = 0; y < ph; y++) {
-    // Rows below the image repeat its last row (edge); a grey fill overwrites the margins afterwards.
-    const src = (y < height ? y : height - 1) * width * 3;
-    const row = y * pw;
-    if (nchw) {
-      for (let x = 0, i = src; x < pw; x++) {
-        const p = row + x;
-        data[p] = level[rgb[i + c0]!]!;
-        data[plane + p] = level[rgb[i + c1]!]!;
-        data[2 * plane + p] = level[rgb[i + c2]!]!;
-        if (x < width - 1) i += 3; // columns right of the image repeat its last column
-      }
-    } else {
-      for (let x = 0, i = src, d = row * 3; x < pw; x++, d += 3) {
-        data[d] = level[rgb[i + c0]!]!;
-        data[d + 1] = level[rgb[i + c1]!]!;
-        data[d + 2] = level[rgb[i + c2]!]!;
-        if (x < width - 1) i += 3;
-      }
-    }
+  const grey = pad === 'edge' ? undefined : pad * scale + offset;
+  const bgr = spec.channels === 'BGR';
+  const job: Packing = { rgb, width, height, data, pw, ph, level, bgr, grey };
+  if (spec.layout === 'NCHW') {
+    packPlanar(job);
+    return { data, dims: [1, 3, ph, pw], width: pw, height: ph };
   }
-  if (pad !== 'edge' && (pw > width || ph > height)) fillMargins(data, width, height, pw, ph, nchw, pad * scale + offset);
-  const dims: PackedTensor['dims'] = nchw ? [1, 3, ph, pw] : [1, ph, pw, 3];
-  return { data, dims, width: pw, height: ph };
+  packInterleaved(job);
+  return { data, dims: [1, ph, pw, 3], width: pw, height: ph };
 }
 
-/** Sets the right and bottom margins (outside width x height) of a padded tensor to one value. */
-function fillMargins(data: Float32Array, width: number, height: number, pw: number, ph: number, nchw: boolean, value: number): void {
+/** One packing job: pixels in; the tensor and its padded size; level table; channel order; margin fill (none: edge). */
+interface Packing {
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+  data: Float32Array;
+  pw: number;
+  ph: number;
+  level: Float32Array;
+  bgr: boolean;
+  grey: number | undefined;
+}
+
+function packPlanar({ rgb, width, height, data, pw, ph, level, bgr, grey }: Packing): void {
   const plane = pw * ph;
-  for (let y = 0; y < ph; y++) {
-    for (let x = y < height ? width : 0; x < pw; x++) {
-      const p = y * pw + x;
-      if (nchw) {
-        data[p] = value;
-        data[plane + p] = value;
-        data[2 * plane + p] = value;
-      } else {
-        data[p * 3] = value;
-        data[p * 3 + 1] = value;
-        data[p * 3 + 2] = value;
-      }
+  // Where red, green and blue go: BGR puts red in the third plane.
+  const r0 = bgr ? 2 * plane : 0;
+  const g0 = plane;
+  const b0 = bgr ? 0 : 2 * plane;
+  for (let y = 0, i = 0; y < height; y++) {
+    const row = y * pw;
+    const end = row + width;
+    for (let p = row; p < end; p++, i += 3) {
+      data[r0 + p] = level[rgb[i]!]!;
+      data[g0 + p] = level[rgb[i + 1]!]!;
+      data[b0 + p] = level[rgb[i + 2]!]!;
     }
+    if (pw > width) {
+      // Right margin: the row's last pixel (edge) or the grey level.
+      for (const c of [r0, g0, b0]) data.fill(grey ?? data[c + end - 1]!, c + end, c + row + pw);
+    }
+  }
+  for (const c of [r0, g0, b0]) {
+    // Bottom margin: the last row repeated (edge) or the grey level, as whole rows.
+    for (let y = height; y < ph; y++) {
+      if (grey === undefined) data.copyWithin(c + y * pw, c + (height - 1) * pw, c + height * pw);
+      else data.fill(grey, c + y * pw, c + (y + 1) * pw);
+    }
+  }
+}
+
+function packInterleaved({ rgb, width, height, data, pw, ph, level, bgr, grey }: Packing): void {
+  // Offsets of red and blue inside a pixel: BGR swaps them.
+  const rc = bgr ? 2 : 0;
+  const bc = bgr ? 0 : 2;
+  for (let y = 0, i = 0; y < height; y++) {
+    const row = y * pw * 3;
+    const end = row + width * 3;
+    for (let d = row; d < end; d += 3, i += 3) {
+      data[d + rc] = level[rgb[i]!]!;
+      data[d + 1] = level[rgb[i + 1]!]!;
+      data[d + bc] = level[rgb[i + 2]!]!;
+    }
+    for (let d = end; d < row + pw * 3; d += 3) {
+      if (grey === undefined) data.copyWithin(d, end - 3, end);
+      else data.fill(grey, d, d + 3);
+    }
+  }
+  for (let y = height; y < ph; y++) {
+    if (grey === undefined) data.copyWithin(y * pw * 3, (height - 1) * pw * 3, height * pw * 3);
+    else data.fill(grey, y * pw * 3, (y + 1) * pw * 3);
   }
 }
 
 /**
  * Reads the top-left width x height region of an output tensor back into RGB pixels, mapping the model's range to
- * 0..255, rounding and clamping (models such as White-box overshoot their nominal range).
+ * 0..255, rounding and clamping (models such as White-box overshoot their nominal range). With `scratch` (a worker's
+ * reusable buffer) the pixels are written into its first bytes instead of a new array.
  */
 export function fromTensor(
   data: Float32Array,
@@ -111,30 +157,41 @@ export function fromTensor(
   spec: Pick<TensorSpec, 'layout' | 'channels' | 'range'>,
   width: number,
   height: number,
+  scratch?: Uint8Array,
 ): Uint8Array {
   if (dims.length !== 4 || dims[0] !== 1) throw new RangeError(`expected an output of shape [1, ...], got [${dims.join(', ')}]`);
   const nchw = spec.layout === 'NCHW';
   const [channels, th, tw] = nchw ? [dims[1]!, dims[2]!, dims[3]!] : [dims[3]!, dims[1]!, dims[2]!];
   if (channels !== 3) throw new RangeError(`expected 3 output channels in ${spec.layout}, got shape [${dims.join(', ')}]`);
   if (tw < width || th < height) throw new RangeError(`output ${tw}x${th} is smaller than the image ${width}x${height}`);
+  if (data.length < tw * th * 3) throw new RangeError(`output holds ${data.length} values, its shape [${dims.join(', ')}] needs ${tw * th * 3}`);
   const [scale, offset] = affine(spec.range);
   const inverse = 1 / scale;
-  const [c0, c1, c2] = spec.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
-  const plane = tw * th;
-  const rgb = new Uint8Array(width * height * 3);
+  const bgr = spec.channels === 'BGR';
+  const rgb = region(scratch, width * height * 3, (n) => new Uint8Array(n));
   // Uint8ClampedArray rounds half to even and clamps, and maps NaN to 0: exactly the conversion wanted, done by V8.
-  const clamped = new Uint8ClampedArray(rgb.buffer, rgb.byteOffset, rgb.length);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0, dst = y * width * 3; x < width; x++, dst += 3) {
-      const p = y * tw + x;
-      if (nchw) {
-        clamped[dst + c0] = (data[p]! - offset) * inverse;
-        clamped[dst + c1] = (data[plane + p]! - offset) * inverse;
-        clamped[dst + c2] = (data[2 * plane + p]! - offset) * inverse;
-      } else {
-        clamped[dst + c0] = (data[p * 3]! - offset) * inverse;
-        clamped[dst + c1] = (data[p * 3 + 1]! - offset) * inverse;
-        clamped[dst + c2] = (data[p * 3 + 2]! - offset) * inverse;
+  const out = new Uint8ClampedArray(rgb.buffer, rgb.byteOffset, rgb.length);
+  if (nchw) {
+    const plane = tw * th;
+    const r0 = bgr ? 2 * plane : 0;
+    const b0 = bgr ? 0 : 2 * plane;
+    for (let y = 0, dst = 0; y < height; y++) {
+      const end = y * tw + width;
+      for (let p = y * tw; p < end; p++, dst += 3) {
+        out[dst] = (data[r0 + p]! - offset) * inverse;
+        out[dst + 1] = (data[plane + p]! - offset) * inverse;
+        out[dst + 2] = (data[b0 + p]! - offset) * inverse;
+      }
+    }
+  } else {
+    const rc = bgr ? 2 : 0;
+    const bc = bgr ? 0 : 2;
+    for (let y = 0, dst = 0; y < height; y++) {
+      const end = (y * tw + width) * 3;
+      for (let s = y * tw * 3; s < end; s += 3, dst += 3) {
+        out[dst] = (data[s + rc]! - offset) * inverse;
+        out[dst + 1] = (data[s + 1]! - offset) * inverse;
+        out[dst + 2] = (data[s + bc]! - offset) * inverse;
       }
     }
   }

@@ -12,7 +12,8 @@ import * as ort from '../../workers/ort.js';
 import { loadManifests } from '../../models/registry.js';
 import type { ModelManifest } from '../../models/manifest.js';
 import { decode, encode, probe } from '../../workers/image.js';
-import { fromTensor, modelSize, toTensor, type PackedTensor } from '../../workers/tensor.js';
+import { Scratch } from '../../workers/scratch.js';
+import { fromTensor, modelSize, padTo, toTensor, type PackedTensor } from '../../workers/tensor.js';
 import type { BenchImage } from './images.js';
 import { summarize, type LatencySummary } from './stats.js';
 
@@ -64,6 +65,8 @@ export async function plainLoop(
   const outputName = manifest.output.name;
   const rssModel = process.memoryUsage.rss();
   let rssPeak = rssModel;
+  // The worker's reusable buffers (workers/scratch.ts), as a worker holds them.
+  const scratch = new Scratch();
 
   const once = async (i: number) => {
     if (opts.kind === 'ort') {
@@ -75,10 +78,12 @@ export async function plainLoop(
     const probed = await probe(jpeg, MAX_PIXELS);
     const inner = modelSize(probed.width, probed.height, manifest.size);
     const image = await decode(jpeg, probed, inner.width, inner.height, MAX_PIXELS);
-    const t = toTensor(image.rgb, image.width, image.height, manifest.input, manifest.size.multiple, manifest.size.pad);
+    const padded = padTo(image.width, manifest.size.multiple) * padTo(image.height, manifest.size.multiple);
+    const t = toTensor(image.rgb, image.width, image.height, manifest.input, manifest.size.multiple, manifest.size.pad, scratch.tensor(padded));
     const out = (await session.run({ [inputName]: new ort.Tensor('float32', t.data, t.dims) }, [outputName]))[outputName] as ort.Tensor;
-    const rgb = fromTensor(out.data as Float32Array, out.dims, manifest.output, image.width, image.height);
+    const rgb = fromTensor(out.data as Float32Array, out.dims, manifest.output, image.width, image.height, scratch.pixels(image.width * image.height));
     await encode({ ...image, rgb }, probed.width, probed.height, 'jpeg', 85);
+    scratch.wipe();
   };
 
   let i = 0;

@@ -31,6 +31,11 @@ export interface ServiceOptions {
   env?: Record<string, string>;
   /** How long start-up may take (model checks and worker warm-up included). Default 90 s. */
   startTimeoutMs?: number;
+  /**
+   * Another checkout of the project (with its node_modules) to run instead of this one, through tsx, serving this
+   * checkout's model folders: the "before" of a before/after comparison (`npm run bench -- --baseline DIR`).
+   */
+  root?: string;
 }
 
 export interface ExitInfo {
@@ -153,8 +158,10 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
     if (value !== undefined) inherited[name] = value;
   }
 
-  const { entry, args } = serverEntry();
-  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: { ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { entry, args } = opts.root === undefined ? serverEntry() : { entry: 'tsx' as const, args: ['--import', 'tsx', join(opts.root, 'server.ts')] };
+  // BENCH_NODE_ARGS: flags for the service's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (main thread and workers).
+  const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: opts.root ?? PROJECT_ROOT, env: { ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
   let onListening: (url: string) => void = () => {};
@@ -163,11 +170,18 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
     onListening = resolve;
     onFailed = reject;
   });
+  let listened = false;
   const scan = (chunk: Buffer) => {
     output += chunk.toString('utf8');
     if (output.length > OUTPUT_KEEP * 2) output = output.slice(-OUTPUT_KEEP);
+    // Searched only until found: under load the service logs a line per request, and scanning the kept output for
+    // each one cost this process (and so the machine the service shares) a visible share of a core.
+    if (listened) return;
     const api = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-    if (api?.[1] !== undefined && output.includes('"msg":"metrics listening"')) onListening(api[1]);
+    if (api?.[1] !== undefined && output.includes('"msg":"metrics listening"')) {
+      listened = true;
+      onListening(api[1]);
+    }
   };
   child.stdout!.on('data', scan);
   child.stderr!.on('data', scan);

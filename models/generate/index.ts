@@ -9,10 +9,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildDctnetBenchModel } from './dctnet-bench.js';
+import { buildNearfreeBenchModel } from './nearfree-bench.js';
 import { countParameters } from './onnx-builder.js';
 import { buildToonModel } from './toon.js';
 
-export { buildDctnetBenchModel, buildToonModel, countParameters };
+export { buildDctnetBenchModel, buildNearfreeBenchModel, buildToonModel, countParameters };
 export { GraphBuilder } from './onnx-builder.js';
 export {
   buildBadRankModel,
@@ -35,6 +36,7 @@ export interface GeneratedModel {
 const SHIPPED_MODELS: readonly { path: string; build: () => Uint8Array }[] = [
   { path: 'models/builtin/toon.onnx', build: buildToonModel },
   { path: 'models/bench/dctnet-bench.onnx', build: buildDctnetBenchModel },
+  { path: 'models/bench/nearfree-bench.onnx', build: buildNearfreeBenchModel },
 ];
 
 /** The folder holding package.json, found by walking up: this file runs from source and from dist/. */

@@ -37,7 +37,7 @@ t.test('multipart: each output format, with its headers', async (t) => {
     t.equal(res.headers.get('content-type'), type);
     t.equal(magic(res.body), format === 'jpg' ? 'jpeg' : format, `${format}: magic bytes`);
     t.equal(res.headers.get('cache-control'), 'no-store');
-    t.match(res.headers.get('server-timing'), /^queue;dur=[\d.]+, decode;dur=[\d.]+, (detect;dur=[\d.]+, )?infer;dur=[\d.]+, (head;dur=[\d.]+, )?encode;dur=[\d.]+$/);
+    t.match(res.headers.get('server-timing'), /^queue;dur=[\d.]+, decode;dur=[\d.]+, (detect;dur=[\d.]+, )?infer;dur=[\d.]+, (pack;dur=[\d.]+, run;dur=[\d.]+, unpack;dur=[\d.]+, )?(head;dur=[\d.]+, )?encode;dur=[\d.]+$/);
     t.match(res.headers.get('x-faces'), /^\d+$/);
     t.equal(res.headers.get('x-content-type-options'), 'nosniff');
     t.equal(Number(res.headers.get('content-length')), res.body.length);

@@ -7,6 +7,7 @@ import * as ort from '../../workers/ort.js';
 import sharp from 'sharp';
 import t from 'tap';
 import { buildDctnetBenchModel, mulberry32 } from '../../models/generate/dctnet-bench.js';
+import { buildNearfreeBenchModel } from '../../models/generate/nearfree-bench.js';
 import { countParameters } from '../../models/generate/onnx-builder.js';
 import {
   buildBadRankModel,
@@ -23,6 +24,7 @@ import { buildToonModel } from '../../models/generate/toon.js';
  */
 const TOON_SHA256 = '3e08554ffd65698c4db38c83cc3ca6dda4d94b1e782e4e0f2a7aa9be31c9794d';
 const BENCH_SHA256 = '8e263083d4cc5852c7b7d03edd310f77eab1b99151b666d4529f39b7ca1095b6';
+const NEARFREE_SHA256 = '737accaf5397b033ab2013c568cac0f9cc2254f1624d416599609437ac736cc4';
 
 const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHARED_IMAGES = join(PROJECT_ROOT, '..', 'shared', 'images');
@@ -99,6 +101,21 @@ t.test('generators are deterministic and pinned', async (t) => {
   t.equal(sha256(toonModel), TOON_SHA256, 'toon model matches the pinned sha256');
   t.equal(sha256(benchModel), BENCH_SHA256, 'bench model matches the pinned sha256');
   t.not(sha256(buildDctnetBenchModel(1)), BENCH_SHA256, 'the seed drives the weights');
+  t.equal(sha256(buildNearfreeBenchModel()), NEARFREE_SHA256, 'near-free bench model matches the pinned sha256');
+});
+
+t.test('near-free bench model: a 3x3 blur per channel that keeps flat areas and the size', async (t) => {
+  const session = await open(buildNearfreeBenchModel());
+  t.same(session.inputMetadata, [{ name: 'image', isTensor: true, type: 'float32', shape: [1, 3, 'H', 'W'] }]);
+  t.same(session.outputMetadata, [{ name: 'filtered', isTensor: true, type: 'float32', shape: [1, 3, 'H', 'W'] }]);
+  const flat = imageFrom(9, 5, () => [0.2, 0.5, 0.9]);
+  const out = await runOnce(session, flat.data, [1, 3, 5, 9]);
+  t.equal(out.length, flat.data.length, 'same size out');
+  // Inside, a flat image stays flat (the kernel sums to 1); borders are zero-padded, so they darken.
+  for (let c = 0; c < 3; c++) t.ok(Math.abs(out[c * 45 + 2 * 9 + 4]! - flat.data[c * 45 + 2 * 9 + 4]!) < 1e-6, `channel ${c} kept inside`);
+  const dot = imageFrom(3, 3, (x, y) => (x === 1 && y === 1 ? [1, 1, 1] : [0, 0, 0]));
+  const spread = await runOnce(session, dot.data, [1, 3, 3, 3]);
+  t.same(spread.slice(0, 9).map((v) => Math.round(v * 16)), [1, 2, 1, 2, 4, 2, 1, 2, 1], 'a single dot spreads as the binomial kernel');
 });
 
 t.test('toon model: I/O contract of models/builtin/toon.json', async (t) => {
