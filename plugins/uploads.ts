@@ -24,6 +24,9 @@ export const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'] as cons
 /** The option fields a form may carry besides the file; the route rejects any other name. */
 export const OPTION_FIELDS = ['style', 'format', 'quality', 'max_size', 'require_face', 'download', 'crop'] as const;
 
+/** Header lines per part: Content-Disposition and Content-Type are all a part needs. */
+export const MULTIPART_HEADER_PAIRS = 16;
+
 /** Room for a form's envelope around the image: boundaries, part headers and the option fields. */
 export const MULTIPART_ENVELOPE_BYTES = 64 * 1024;
 
@@ -46,7 +49,7 @@ export function multipartLimits(maxUploadBytes: number) {
     fileSize: maxUploadBytes, // truncation throws FST_REQ_FILE_TOO_LARGE -> 413, never a short image
     fieldSize: 256, // option values are short words and numbers
     fieldNameSize: 64,
-    headerPairs: 16, // per part: Content-Disposition and Content-Type are all a part needs
+    headerPairs: MULTIPART_HEADER_PAIRS, // more is refused with 400 (plugins/multipart-envelope.ts), never truncated
   };
 }
 

@@ -20,7 +20,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptio
 import { BadRequestError, describeValidation, problemResponses, type ProblemCode } from '../plugins/errors.js';
 import type { Pool } from '../plugins/pool.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
-import { OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
+import { watchEnvelope } from '../plugins/multipart-envelope.js';
+import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
 import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../workers/contract.js';
 import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../workers/errors.js';
 import { sniffFormat } from '../workers/sniff.js';
@@ -161,7 +162,11 @@ async function readForm(request: FastifyRequest, maxUploadBytes: number): Promis
   const fields: Record<string, string> = {};
   try {
     if (request.uploadCut !== null) throw request.uploadCut; // cut before this reader started
-    for await (const part of request.parts()) {
+    const parts = request.parts()[Symbol.asyncIterator]();
+    const first = parts.next(); // the parser starts reading the body here...
+    watchEnvelope(request, MULTIPART_HEADER_PAIRS); // ...and the envelope's bounds are watched from the same chunks
+    for (let step = await first; step.done !== true; step = await parts.next()) {
+      const part = step.value;
       if (part.type === 'file') {
         if (part.fieldname !== 'image') {
           part.file.resume();

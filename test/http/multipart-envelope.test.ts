@@ -1,0 +1,53 @@
+/**
+ * A multipart body's envelope is bounded (plugins/multipart-envelope.ts): a long preamble, an oversized part header
+ * and too many header lines are refused with 400, where the parser alone read a 2 MB preamble, accepted a 200 KB part
+ * header and silently dropped header lines beyond its limit. Ordinary forms pass.
+ */
+import t from 'tap';
+import { build, fixtures, listen, post, writeKeys } from '../helper.js';
+
+const images = await fixtures();
+const { file, keys } = writeKeys(t, ['alice']);
+const { app } = await build(t, { env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '1000' } });
+const api = `${await listen(app)}/api/cartoonize`;
+const BOUNDARY = 'privatoon-test-boundary';
+
+function body(opts: { preamble?: string; extraHeaders?: string[]; headerPadding?: number } = {}): Buffer {
+  const headers = [
+    'Content-Disposition: form-data; name="image"; filename="me.jpg"',
+    'Content-Type: image/jpeg',
+    ...(opts.extraHeaders ?? []),
+    ...(opts.headerPadding !== undefined ? [`X-Padding: ${'a'.repeat(opts.headerPadding)}`] : []),
+  ];
+  return Buffer.concat([
+    Buffer.from(`${opts.preamble ?? ''}--${BOUNDARY}\r\n${headers.join('\r\n')}\r\n\r\n`),
+    images.jpeg,
+    Buffer.from(`\r\n--${BOUNDARY}--\r\n`),
+  ]);
+}
+
+const send = (bytes: Buffer) => post(api, bytes, { 'x-api-key': keys['alice']!, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` });
+
+t.test('an ordinary form, and one with a short preamble, pass', async (t) => {
+  t.equal((await send(body())).status, 200);
+  t.equal((await send(body({ preamble: 'This is a multi-part message in MIME format.\r\n' }))).status, 200);
+});
+
+t.test('a preamble of 2 MB is refused', async (t) => {
+  const answer = await send(body({ preamble: 'x'.repeat(2 * 1024 * 1024) + '\r\n' }));
+  t.equal(answer.status, 400);
+  t.match(answer.json(), { code: 'PTOON_BAD_REQUEST', detail: /bytes before its first boundary/ });
+});
+
+t.test('a part header of 200 KB is refused', async (t) => {
+  const answer = await send(body({ headerPadding: 200 * 1024 }));
+  t.equal(answer.status, 400);
+  t.match(answer.json(), { code: 'PTOON_BAD_REQUEST', detail: /bytes of headers/ });
+});
+
+t.test('more header lines than allowed are refused, not silently dropped', async (t) => {
+  const answer = await send(body({ extraHeaders: Array.from({ length: 20 }, (_, i) => `X-Extra-${i}: ${i}`) }));
+  t.equal(answer.status, 400);
+  t.match(answer.json(), { code: 'PTOON_BAD_REQUEST', detail: /header lines/ });
+  t.equal((await send(body())).status, 200, 'and the next form is served');
+});
