@@ -39,7 +39,7 @@ export const GUARD = { STARTED: 1, NATIVE: 2, CANCELLED: 4, KILLED: 8, DONE: 16 
 export interface CartoonizeTask extends CartoonizeOptions {
   /** The encoded upload. Transferred, never cloned: the sender's copy is detached after `run`. */
   input: ArrayBuffer;
-  /** Shared, not transferred: the task's guard (GUARD flags, Int32 at index 0). */
+  /** Shared, not transferred: the task's guard (Int32 0: GUARD flags; Int32 1: native calls entered). */
   guard: SharedArrayBuffer;
   testHook?: TestHook | undefined;
 }

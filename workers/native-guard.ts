@@ -53,6 +53,8 @@ export async function native<T>(call: () => Promise<T>): Promise<T> {
     if ((flags & GUARD.CANCELLED) !== 0) throw new TaskCancelledError();
     if (Atomics.compareExchange(guard, 0, flags, flags | GUARD.NATIVE) === flags) break;
   }
+  Atomics.add(guard, 1, 1); // native calls entered: the pool's watchdog tells "stuck in JavaScript" from "passing through"
+
   try {
     return await call();
   } finally {

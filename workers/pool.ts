@@ -117,7 +117,7 @@ interface Waiting {
   settled: boolean;
 }
 
-/** How often a task past its deadline is checked for being stuck in JavaScript, where its thread may be ended. */
+/** How often a task past its deadline is checked for being stuck in JavaScript (two checks in a row), where its thread may be ended. */
 const KILL_CHECK_MS = 500;
 
 /** Seconds a busy client is told to wait when we have no timing yet. */
@@ -321,7 +321,7 @@ export class InferencePool extends EventEmitter {
       input.fill(0);
       return Promise.reject(new AbortedError());
     }
-    const guard = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+    const guard = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT); // flags, native calls entered
     const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), guard, testHook: control.testHook };
     return new Promise<RunResult>((resolve, reject) => {
       const entry: Waiting = {
@@ -387,8 +387,14 @@ export class InferencePool extends EventEmitter {
     entry.stopped = true;
     this.counters.deadlineOverruns++;
     Atomics.or(entry.guard, 0, GUARD.CANCELLED);
+    // Stuck in JavaScript means: found in JavaScript at two checks in a row, with no native call entered between them
+    // (the worker counts its entries). A task merely passing through JavaScript between two native calls is not.
+    let lastEntries = -1;
     const watchdog = setInterval(() => {
-      if (!killable(entry.guard)) return;
+      const entries = Atomics.load(entry.guard, 1);
+      const stuck = entries === lastEntries;
+      lastEntries = inJavaScript(entry.guard) ? entries : -1;
+      if (!stuck || !killable(entry.guard)) return;
       clearInterval(watchdog);
       this.counters.deadlineKills++;
       entry.killer.abort();
@@ -496,6 +502,11 @@ function inputError(code: string, message: string): Error {
     default:
       return new BadImageError(message);
   }
+}
+
+function inJavaScript(guard: Int32Array): boolean {
+  const flags = Atomics.load(guard, 0);
+  return (flags & GUARD.STARTED) !== 0 && (flags & (GUARD.NATIVE | GUARD.DONE | GUARD.KILLED)) === 0;
 }
 
 /**

@@ -94,7 +94,7 @@ t.test('no copy of an upload or of its pixels is left in the server after the an
   const key = { 'x-api-key': keys['alice']! };
   t.equal((await post(api, form(valid), key)).status, 200, 'valid upload: 200');
   t.equal((await post(api, valid, { ...key, 'content-type': 'image/jpeg' })).status, 200, 'the same as a raw body: 200');
-  t.equal((await post(api, form(refused), { 'x-api-key': 'ptk_wrong' })).status, 403, 'wrong key: refused');
+  t.equal((await post(api, form(refused), { 'x-api-key': 'ptk_wrong' })).status, 401, 'wrong key: refused');
   t.equal((await post(api, form(damaged), key)).status, 422, 'damaged upload: 422');
   await sleep(500); // the answers' buffers are wiped when their sockets close
 
