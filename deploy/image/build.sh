@@ -71,8 +71,9 @@ find "$ort" -mindepth 1 -maxdepth 1 ! -name linux -exec rm -rf {} +
 find "$mods/node_modules" -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.md' -o -name '*.sh' \) ! -iname 'licen[cs]e*' -delete
 # sharp for other platforms is never installed (optional dependencies by os/cpu); the musl build is not used on glibc.
 rm -rf "$mods"/node_modules/@img/*-linuxmusl-*
-# protobufjs (used by `privatoon import`, not by the server) ships its own command line's development tools.
-rm -rf "$mods"/node_modules/protobufjs/cli
+# The model tools' own dependencies (`privatoon import` and `quantize` write ONNX through onnx-proto/protobufjs):
+# the server never loads them, and the image runs the server only.
+rm -rf "$mods"/node_modules/onnx-proto "$mods"/node_modules/protobufjs "$mods"/node_modules/@protobufjs "$mods"/node_modules/long
 cp "$ROOT/package.json" "$app/package.json" # "type": "module", read by node
 
 # --- stage 2: the runtime root ---------------------------------------------------------------------------------
