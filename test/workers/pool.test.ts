@@ -199,5 +199,5 @@ t.test('a client that hangs up on a running task does not take its deadline away
   const started = Date.now();
   const next = await pool.run(Buffer.from(png), opts('inv'), { deadlineMs: 10_000 });
   t.equal(next.width, 48);
-  t.ok(Date.now() - started < 5000, `served after ${Date.now() - started} ms`);
+  t.ok(Date.now() - started < 30_000, `served after ${Date.now() - started} ms, not after the hang's 60 s`);
 });
