@@ -169,7 +169,7 @@ export const TLS_SETTINGS = {
   ].join(':'),
 } as const;
 
-/** Seconds a connection may sit silent. It must outlast a request's whole stay: upload, queue and inference. */
+/** Milliseconds a connection may sit silent. It must outlast a request's whole stay: upload, queue and inference. */
 function connectionTimeout(config: Config): number {
   return Math.max(config.requestTimeoutMs, config.requestDeadlineMs) + 10_000;
 }

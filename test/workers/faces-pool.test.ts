@@ -16,8 +16,7 @@ const DETECTOR = join(MODELS, 'face_detection_yunet_n_dynamic.onnx');
 const WHITEBOX = join(MODELS, 'whitebox_cartoon_nhwc.onnx');
 
 if (!existsSync(DETECTOR) || !existsSync(WHITEBOX) || !existsSync(IMAGES)) {
-  t.comment(`skipping: ${SHARED} (real models and photos) is not present`);
-  t.pass('nothing to test without ../shared');
+  t.test('faces through the pool', { skip: `${SHARED} (real models and photos) is not present` }, async () => {});
 } else {
   const models = whiteboxFaceModels(DETECTOR, WHITEBOX);
 

@@ -1,6 +1,6 @@
 /**
  * The YuNet face detector family (libfacedetection, OpenCV's FaceDetectorYN): input packing, output decoding and
- * NMS, as /work/shared/models/README.md specifies them. Pure code; the ONNX session is passed in by the caller.
+ * NMS, as the test models' README (../shared/models/README.md) specifies them. Pure code; the ONNX session is passed in by the caller.
  *
  * Face coordinates are continuous image coordinates: (0, 0) is the top-left corner of the top-left pixel.
  */
