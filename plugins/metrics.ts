@@ -114,10 +114,12 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
     registers: [registry],
   });
   // Deadlines that found their task running (answered 504; the task cancelled, its run left to finish in native
-  // code), and of those the threads terminated because the task was stuck in JavaScript (workers/pool.ts).
+  // code), of those the threads terminated because the task was stuck in JavaScript (workers/pool.ts), and uploads
+  // cut for being too slow (plugins/upload-budget.ts): counts their owners keep, exported as counters.
   for (const [name, help, read] of [
     ['privatoon_deadline_overruns_total', 'Requests answered 504 while their task was running; the task stops at its next native call', () => pool.stats().deadlineOverruns],
     ['privatoon_deadline_kills_total', 'Tasks past their deadline found stuck in JavaScript: their worker was terminated and replaced', () => pool.stats().deadlineKills],
+    ['privatoon_uploads_cut_total', 'Uploads cut with 408 for arriving slower than UPLOAD_MIN_BYTES_PER_S (or stalling)', () => fastify.uploadBudget.stats().cutTooSlow],
   ] as const) {
     let seen = 0;
     new Counter({
@@ -153,17 +155,6 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
     registers: [registry],
     collect() {
       this.set(fastify.uploadBudget.stats().bytes);
-    },
-  });
-  let cutSeen = 0;
-  new Counter({
-    name: 'privatoon_uploads_cut_total',
-    help: 'Uploads cut with 408 for arriving slower than UPLOAD_MIN_BYTES_PER_S (or stalling)',
-    registers: [registry],
-    collect() {
-      const now = fastify.uploadBudget.stats().cutTooSlow;
-      if (now > cutSeen) this.inc(now - cutSeen);
-      cutSeen = now;
     },
   });
   new Gauge({
