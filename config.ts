@@ -351,7 +351,10 @@ function reader(env: Env) {
         if (!isProxyEntry(entry)) throw new ConfigError(name, `${JSON.stringify(entry)} is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`);
         // 0.0.0.0/0 or ::/0 is `true` in disguise; any range this wide takes in public addresses that are no proxy.
         const [address, bits] = entry.split('/');
-        if (bits !== undefined && Number(bits) < (isIP(address!) === 4 ? MIN_PROXY_PREFIX_V4 : MIN_PROXY_PREFIX_V6)) {
+        // An IPv4-mapped IPv6 range (::ffff:a.b.c.d/n) covers IPv4 clients: judged as the IPv4 range it maps.
+        const mapped = isIP(address!) === 6 && /^::ffff:/i.test(address!);
+        const prefix = Number(bits) - (mapped ? 96 : 0);
+        if (bits !== undefined && prefix < (isIP(address!) === 4 || mapped ? MIN_PROXY_PREFIX_V4 : MIN_PROXY_PREFIX_V6)) {
           throw new ConfigError(name, `${JSON.stringify(entry)} is too wide a range for proxies: it would trust any client's X-Forwarded-For; name the proxies' addresses or their subnet`);
         }
       }

@@ -93,43 +93,52 @@ async function authPlugin(fastify: FastifyInstance, opts: AuthOptions) {
     if (keys.size === 0) fastify.log.warn({ file: keysFile }, 'the API key file holds no keys: the API refuses every call until it does (reload with SIGHUP)');
   }
 
+  let reloads: Promise<boolean> = Promise.resolve(true);
+  /** Re-reads the keys file; see `reload` below. */
+  async function reloadNow(): Promise<boolean> {
+    if (keysFile === null) {
+      fastify.log.warn('API_KEYS_FILE is not set: nothing to reload');
+      return false;
+    }
+    if (isSystemdCredential(keysFile)) {
+      // systemd (252) copies a LoadCredential= file once, at start: re-reading the copy cannot see a change.
+      fastify.log.error(
+        { file: keysFile },
+        'API_KEYS_FILE is a systemd credential, copied once when the service started: a reload cannot apply key changes; restart the service (it drains first), or use the keys-in-etc drop-in for reloads',
+      );
+      return false;
+    }
+    if (!(await exists(keysFile))) {
+      // The file is the list of valid keys: no file, no valid key. Removing it is how an operator revokes them all.
+      const revoked = keys.ids;
+      keys = KeySet.EMPTY;
+      fastify.log.error({ file: keysFile, revoked }, 'API_KEYS_FILE is gone: every key is revoked; the API refuses every call until the file is back (SIGHUP)');
+      return true;
+    }
+    let next: KeySet;
+    try {
+      next = await loadKeyFile(keysFile);
+    } catch (err) {
+      // Keep serving with the keys we had: a half-written file must not lock every client out.
+      fastify.log.error({ err, keptKeys: keys.size }, 'API key reload failed; the keys loaded before stay in use');
+      return false;
+    }
+    const revoked = keys.ids.filter((id) => !next.ids.includes(id));
+    const added = next.ids.filter((id) => !keys.ids.includes(id));
+    keys = next;
+    fastify.log.info({ keys: keys.size, ids: keys.ids, added, revoked }, 'API keys reloaded');
+    return true;
+  }
+
   fastify.decorate('apiKeys', {
     get size() {
       return keys.size;
     },
-    async reload(): Promise<boolean> {
-      if (keysFile === null) {
-        fastify.log.warn('API_KEYS_FILE is not set: nothing to reload');
-        return false;
-      }
-      if (isSystemdCredential(keysFile)) {
-        // systemd (252) copies a LoadCredential= file once, at start: re-reading the copy cannot see a change.
-        fastify.log.error(
-          { file: keysFile },
-          'API_KEYS_FILE is a systemd credential, copied once when the service started: a reload cannot apply key changes; restart the service (it drains first), or use the keys-in-etc drop-in for reloads',
-        );
-        return false;
-      }
-      if (!(await exists(keysFile))) {
-        // The file is the list of valid keys: no file, no valid key. Removing it is how an operator revokes them all.
-        const revoked = keys.ids;
-        keys = KeySet.EMPTY;
-        fastify.log.error({ file: keysFile, revoked }, 'API_KEYS_FILE is gone: every key is revoked; the API refuses every call until the file is back (SIGHUP)');
-        return true;
-      }
-      let next: KeySet;
-      try {
-        next = await loadKeyFile(keysFile);
-      } catch (err) {
-        // Keep serving with the keys we had: a half-written file must not lock every client out.
-        fastify.log.error({ err, keptKeys: keys.size }, 'API key reload failed; the keys loaded before stay in use');
-        return false;
-      }
-      const revoked = keys.ids.filter((id) => !next.ids.includes(id));
-      const added = next.ids.filter((id) => !keys.ids.includes(id));
-      keys = next;
-      fastify.log.info({ keys: keys.size, ids: keys.ids, added, revoked }, 'API keys reloaded');
-      return true;
+    // One at a time: two SIGHUPs close together must not finish out of order (an older file's keys would win).
+    reload(): Promise<boolean> {
+      const run = reloads.then(reloadNow);
+      reloads = run.catch(() => false);
+      return run;
     },
   });
   fastify.decorateRequest('keyId', null);

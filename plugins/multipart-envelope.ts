@@ -25,7 +25,8 @@ const CRLF2 = Buffer.from('\r\n\r\n');
  * `request.uploadCut`). Call it right after the parser started reading (after the first `next()` of `parts()`).
  */
 export function watchEnvelope(request: FastifyRequest, headerPairs: number): void {
-  const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers['content-type'] ?? '');
+  // The `boundary` parameter itself, not one whose name merely ends so (`xboundary=`): busboy reads that one.
+  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers['content-type'] ?? '');
   const name = boundary?.[1] ?? boundary?.[2];
   if (name === undefined) return; // the parser refuses it
   const delimiter = Buffer.from(`--${name}`);
@@ -55,9 +56,12 @@ export function watchEnvelope(request: FastifyRequest, headerPairs: number): voi
     return at === -1 ? -1 : at + needle.length;
   };
 
+  /** The last `length - 1` bytes seen, across chunks shorter than that too (a needle may span three chunks). */
   const keepTail = (chunk: Buffer, length: number) => {
+    const joined = Buffer.concat([tail, chunk]);
     tail.fill(0);
-    tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - (length - 1))));
+    tail = Buffer.from(joined.subarray(Math.max(0, joined.length - (length - 1))));
+    joined.fill(0);
   };
 
   function onData(chunk: Buffer): void {

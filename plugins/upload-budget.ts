@@ -123,13 +123,14 @@ async function uploadBudgetPlugin(fastify: FastifyInstance, opts: UploadBudgetOp
     };
     const sampler = setInterval(() => {
       if (raw.complete) return release();
+      // windowSamples + 1 samples span windowSamples seconds.
       history.push(socket.bytesRead);
+      if (history.length > windowSamples + 1) history.shift();
       if (history.length <= windowSamples) return;
-      history.shift();
       if (history[history.length - 1]! - history[0]! >= minBytesPerWindow) return;
       totals.cutTooSlow++;
+      cut(request, new UploadTooSlowError(opts.minBytesPerSecond, windowSamples)); // while `ignore` still listens
       release();
-      cut(request, new UploadTooSlowError(opts.minBytesPerSecond, windowSamples));
     }, SAMPLE_MS);
     sampler.unref();
     raw.once('end', release);

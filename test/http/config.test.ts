@@ -79,6 +79,7 @@ t.test('bad values name their variable', async (t) => {
     [{ TRUST_PROXY: '0.0.0.0/0' }, /^TRUST_PROXY: "0.0.0.0\/0" is too wide.*any client/],
     [{ TRUST_PROXY: '127.0.0.1,::/0' }, /^TRUST_PROXY: "::\/0" is too wide/],
     [{ TRUST_PROXY: '0.0.0.0/1' }, /^TRUST_PROXY: "0.0.0.0\/1" is too wide/],
+    [{ TRUST_PROXY: '::ffff:0:0/96' }, /^TRUST_PROXY: "::ffff:0:0\/96" is too wide/],
     [{ HOST: 'bad host!' }, /^HOST: /],
     [{ PUBLIC_ORIGIN: 'https://x.org/path' }, /^PUBLIC_ORIGIN: must be a bare origin/],
     [{ MODELS_DIRS: ':' }, /^MODELS_DIRS: /],

@@ -3,6 +3,7 @@
  * and too many header lines are refused with 400, where the parser alone read a 2 MB preamble, accepted a 200 KB part
  * header and silently dropped header lines beyond its limit. Ordinary forms pass.
  */
+import { request as httpRequest } from 'node:http';
 import t from 'tap';
 import { build, fixtures, listen, post, writeKeys } from '../helper.js';
 
@@ -50,4 +51,39 @@ t.test('more header lines than allowed are refused, not silently dropped', async
   t.equal(answer.status, 400);
   t.match(answer.json(), { code: 'PTOON_BAD_REQUEST', detail: /header lines/ });
   t.equal((await send(body())).status, 200, 'and the next form is served');
+});
+
+/** Sends `parts` as separate writes (with pauses, so they arrive as separate reads), chunked. */
+function sendInPieces(pieces: Buffer[], contentType: string): Promise<{ status: number; body: string }> {
+  const url = new URL(api);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', headers: { 'x-api-key': keys['alice']!, 'content-type': contentType } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    void (async () => {
+      for (const piece of pieces) {
+        req.write(piece);
+        await new Promise((r) => setTimeout(r, 40));
+      }
+      req.end();
+    })();
+  });
+}
+
+t.test('a boundary or blank line split over three reads is still found', async (t) => {
+  const whole = body();
+  const blank = whole.indexOf('\r\n\r\n');
+  // "...\r" | "\n" | "\r\n<file>...": the blank line ending the part's headers spans three reads.
+  const pieces = [whole.subarray(0, blank + 1), whole.subarray(blank + 1, blank + 2), whole.subarray(blank + 2)];
+  const answer = await sendInPieces(pieces, `multipart/form-data; boundary=${BOUNDARY}`);
+  t.equal(answer.status, 200, 'a valid form arriving in three reads is served');
+});
+
+t.test('the watched boundary is the one the parser uses (a look-alike parameter does not fool it)', async (t) => {
+  const decoy = Buffer.concat([Buffer.from('--decoy\r\n\r\n'), Buffer.from('x'.repeat(20_000) + '\r\n'), body()]);
+  const answer = await post(api, decoy, { 'x-api-key': keys['alice']!, 'content-type': `multipart/form-data; xboundary=decoy; boundary=${BOUNDARY}` });
+  t.equal(answer.status, 400, 'the 20 KB preamble is seen');
 });

@@ -186,3 +186,18 @@ t.test('a form with three large files in "image" gets the documented 400, not a 
   t.match(answer.json(), { code: 'PTOON_BAD_REQUEST', message: /exactly one file/ });
   t.equal((await post(`${base}/api/cartoonize`, images.jpeg, { ...key, 'content-type': 'image/jpeg' })).status, 200, 'and the next request is served');
 });
+
+t.test('a fast upload is never cut, even with the shortest rate window', async (t) => {
+  const pool = await startPool(t, { workers: 1, maxQueue: 4 });
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '1000', UPLOAD_MIN_BYTES_PER_S: '1024', UPLOAD_RATE_WINDOW_MS: '1000' } });
+  const base = await listen(app);
+  const big = Buffer.concat([images.jpeg, Buffer.alloc(2_000_000, 7)]); // a valid JPEG with trailing bytes: 2 MB
+  const steady = await trickle(base, '/api/cartoonize', { ...key, 'content-type': 'image/jpeg' }, big, 0);
+  for (let sent = 0; sent < big.length; sent += 256 * 1024) {
+    steady.socket.write(big.subarray(sent, sent + 256 * 1024));
+    await sleep(200); // about 1.3 MB/s, over about 1.6 s: more than one window
+  }
+  const answer = await steady.answer;
+  t.notMatch(answer, /^HTTP\/1\.1 408/, 'not cut');
+  t.equal(app.uploadBudget.stats().cutTooSlow, 0);
+});
