@@ -5,18 +5,11 @@
 import sharp from 'sharp';
 import t from 'tap';
 import { parsePng, serializePng, writeU32BE } from '../../bench/fuzz/formats.js';
-import { ImageInputError, MAX_INPUT_SIDE, probe } from '../../workers/image.js';
+import { MAX_INPUT_SIDE, probe } from '../../workers/image.js';
+import { codeOf } from '../fixtures/image-errors.js';
 
 const LIMIT = 4096 * 4096;
 
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (err) {
-    return err instanceof ImageInputError ? err.code : `unexpected: ${(err as Error).message}`;
-  }
-}
 
 /** A small grey+alpha PNG whose IHDR (CRC fixed) claims another size: only the header is read by probe. */
 async function pngClaiming(width: number, height: number): Promise<Uint8Array> {

@@ -1,7 +1,8 @@
 import sharp from 'sharp';
 import t from 'tap';
-import { decode, encode, ImageInputError, probe } from '../../workers/image.js';
+import { decode, encode, probe } from '../../workers/image.js';
 import { sniffFormat } from '../../workers/sniff.js';
+import { codeOf } from '../fixtures/image-errors.js';
 
 const LIMIT = 4096 * 4096;
 
@@ -19,14 +20,6 @@ async function fullDecode(bytes: Uint8Array) {
   return { probe: p, image: await decode(bytes, p, p.width, p.height, LIMIT) };
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (err) {
-    return err instanceof ImageInputError ? err.code : `unexpected: ${(err as Error).message}`;
-  }
-}
 
 t.test('sniffing accepts JPEG, PNG, WebP and names what it refuses', async (t) => {
   const png = await halves();
