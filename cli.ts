@@ -21,8 +21,8 @@ import { PROJECT_ROOT, loadConfig, type Config } from './config.js';
 import { newApiKey } from './keys.js';
 import { IMPORT_USAGE, runImport } from './models/import/cli.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './models/quantize/command.js';
-import { DEFAULT_QUALITY, OUTPUT_FORMATS, type OutputFormat } from './workers/contract.js';
-import { InferencePool } from './workers/pool.js';
+import { DEFAULT_QUALITY, OUTPUT_FORMATS, type OutputFormat } from './contract.js';
+import { InferencePool } from './pool/inference-pool.js';
 
 /** Exit statuses (sysexits.h), so scripts can tell a typo from a bad photo from a broken install. */
 export const EXIT = { ok: 0, failure: 1, usage: 64, dataErr: 65, noInput: 66, cantCreate: 73 } as const;

@@ -124,7 +124,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxOutputSide: read.int('MAX_OUTPUT_SIDE', 4096, 16, 16_384), // bounds the encoder's memory and the answer's size
     maxFaces: read.int('FACES_MAX', 8, 0, 64), // face-aware styles: one head pass per face, so the cost per image is bounded
     minFaceSize: read.int('FACE_MIN_SIZE', 48, 8, 4096), // smaller faces gain nothing from the head model (DCT-Net: faces over 100 px)
-    requestDeadlineMs: read.int('REQUEST_DEADLINE_MS', 30_000, 100, 600_000), // queue + inference bound: 504 then; the run is cancelled at its next native call (workers/pool.ts)
+    requestDeadlineMs: read.int('REQUEST_DEADLINE_MS', 30_000, 100, 600_000), // queue + inference bound: 504 then; the run is cancelled at its next native call (pool/inference-pool.ts)
     requestTimeoutMs: read.int('REQUEST_TIMEOUT_MS', 60_000, 1000, 3_600_000), // the whole upload must arrive in time: slow-loris bound
     keepAliveTimeoutMs: read.int('KEEP_ALIVE_TIMEOUT_MS', 5000, 0, 600_000), // Node's default; raise it above a proxy's own idle timeout
     apiKeysFile: read.path('API_KEYS_FILE'), // none: the API refuses every call (fail closed)

@@ -6,7 +6,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InferencePool } from '../workers/pool.js';
+import { InferencePool } from '../pool/inference-pool.js';
 import { SHARED_IMAGES } from './photos.js';
 
 const MODELS = join(SHARED_IMAGES, '..', 'models');

@@ -16,7 +16,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../config.js';
-import { sniffFormat } from '../workers/sniff.js';
+import { sniffFormat } from '../contract.js';
 import { list, num, readFlags } from './lib/args.js';
 import { machineLine } from './lib/machine.js';
 import { failures, findingLines, memoryLine, mutatorTable, stageTable, summaryTable } from './fuzz/report.js';

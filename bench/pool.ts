@@ -16,7 +16,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { BENCH_MODELS_DIR } from '../models/registry.js';
-import { InferencePool } from '../workers/pool.js';
+import { InferencePool } from '../pool/inference-pool.js';
 import { facePathCost } from './faces.js';
 import { findManifest, plainLoop } from './lib/plain.js';
 import { percentile } from './lib/stats.js';

@@ -11,7 +11,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { NotReadyError } from '../workers/errors.js';
+import { NotReadyError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -6,7 +6,7 @@
  * the earlier shape, `statusCode`, `error` and `message`. Each code is one problem type, `/problems/<code>`: a
  * relative reference that resolves on the server that answered, where GET serves the type's description (below,
  * PROBLEMS; routes/problems.ts). Clients should match on `code` (or on `type` after resolving it). Coded errors (ours, and
- * the inference path's from workers/errors.ts) keep their status and message; Fastify's and the multipart parser's are
+ * the inference path's from errors.ts) keep their status and message; Fastify's and the multipart parser's are
  * translated to ours, with our own messages, because theirs may quote request data (a content type, a field name).
  * Anything else is a 500 that says "Internal error" and nothing more: no stack, no path, no library text.
  */
@@ -14,7 +14,7 @@ import { STATUS_CODES } from 'node:http';
 import createError from '@fastify/error';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { BadOptionError, UnsupportedMediaError, UploadTooLargeError, type CodedError } from '../workers/errors.js';
+import { BadOptionError, UnsupportedMediaError, UploadTooLargeError, type CodedError } from '../errors.js';
 import { OPTION_FIELDS } from './uploads.js';
 
 // Errors of the HTTP layer. Messages are fixed or built from values we checked; never from raw request text.
@@ -33,7 +33,7 @@ export const MethodNotAllowedError = createError('PTOON_METHOD_NOT_ALLOWED', 'Th
 
 /**
  * Every code a client may see: its status, its problem type's title (the same for every occurrence, as RFC 9457
- * asks) and when it happens. The error classes above and in workers/errors.ts carry the same status (a test checks).
+ * asks) and when it happens. The error classes above and in errors.ts carry the same status (a test checks).
  */
 export const PROBLEMS = {
   PTOON_BAD_REQUEST: { status: 400, title: 'Bad request', description: 'The request is malformed: a second file, an unknown form field, a broken multipart body, a bad URL.' },

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, preParsingAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
-import { UploadTooLargeError } from '../workers/errors.js';
+import { UploadTooLargeError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

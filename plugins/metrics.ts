@@ -114,7 +114,7 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
     registers: [registry],
   });
   // Deadlines that found their task running (answered 504; the task cancelled, its run left to finish in native
-  // code), of those the threads terminated because the task was stuck in JavaScript (workers/pool.ts), and uploads
+  // code), of those the threads terminated because the task was stuck in JavaScript (pool/inference-pool.ts), and uploads
   // cut for being too slow (plugins/upload-budget.ts): counts their owners keep, exported as counters.
   for (const [name, help, read] of [
     ['privatoon_deadline_overruns_total', 'Requests answered 504 while their task was running; the task stops at its next native call', () => pool.stats().deadlineOverruns],

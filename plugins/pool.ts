@@ -1,11 +1,11 @@
 /**
  * The inference pool as a Fastify decorator: `fastify.pool`, started here (or handed in by a test) and closed when the
- * app closes. All the threading lives in workers/pool.ts; this file only owns the pool's lifetime.
+ * app closes. All the threading lives in pool/inference-pool.ts; this file only owns the pool's lifetime.
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import type { StageTimings } from '../workers/contract.js';
-import { InferencePool } from '../workers/pool.js';
+import type { StageTimings } from '../contract.js';
+import { InferencePool } from '../pool/inference-pool.js';
 
 /** What the HTTP layer uses of the pool; a test may hand in anything with this shape. */
 export type Pool = Pick<

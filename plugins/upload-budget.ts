@@ -21,7 +21,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { UploadsPerClientError, UploadTooSlowError } from './errors.js';
-import { BusyError } from '../workers/errors.js';
+import { BusyError } from '../errors.js';
 
 export interface UploadBudgetOptions {
   /** Uploads read at once, all clients together (MAX_UPLOADS). */

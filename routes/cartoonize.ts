@@ -9,7 +9,7 @@
  *   parsing     a raw image body is buffered in memory up to MAX_UPLOAD_BYTES (plugins/uploads.ts); a multipart body
  *               is left unread for the handler
  *   handler     read the form (one file, known fields, hard limits) -> check options and magic bytes
- *               -> fastify.pool.run(bytes, options, { signal, deadlineMs }) in workers/pool.ts, which takes an
+ *               -> fastify.pool.run(bytes, options, { signal, deadlineMs }) in pool/inference-pool.ts, which takes an
  *               inference place only now that the body is complete -> the worker thread
  *               -> answer the image bytes with Content-Type, Cache-Control: no-store, Server-Timing, X-Faces
  *
@@ -22,9 +22,9 @@ import type { Pool } from '../plugins/pool.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
-import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../workers/contract.js';
-import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../workers/errors.js';
-import { sniffFormat } from '../workers/sniff.js';
+import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../contract.js';
+import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../errors.js';
+import { sniffFormat } from '../contract.js';
 
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';
 const MIN_OUTPUT_SIDE = 16;

@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { problemResponses } from '../plugins/errors.js';
-import { NotReadyError } from '../workers/errors.js';
+import { NotReadyError } from '../errors.js';
 
 const healthConfig = { rateLimit: false, answersWhileDraining: true } as const;
 

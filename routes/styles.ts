@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { problemResponses } from '../plugins/errors.js';
-import { OUTPUT_FORMATS } from '../workers/contract.js';
+import { OUTPUT_FORMATS } from '../contract.js';
 import { RATE_LIMIT_HEADERS, defaultStyle } from './cartoonize.js';
 
 export default async function styleRoutes(fastify: FastifyInstance) {

@@ -18,9 +18,9 @@ import { buildApp } from '../app.js';
 import { PROJECT_ROOT, loadConfig, type Config } from '../config.js';
 import { newApiKey } from '../keys.js';
 import { BUILTIN_MODELS_DIR } from '../models/registry.js';
-import { BusyError, NotReadyError } from '../workers/errors.js';
+import { BusyError, NotReadyError } from '../errors.js';
 import type { Pool } from '../plugins/pool.js';
-import { InferencePool } from '../workers/pool.js';
+import { InferencePool } from '../pool/inference-pool.js';
 
 export const ROOT = PROJECT_ROOT;
 /** Real photos shared by the project (read-only); tests that need them skip when the folder is absent. */

@@ -3,9 +3,9 @@
  * image without any metadata out. Buffers only, never file paths. Worker threads only.
  */
 import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
-import type { OutputFormat } from './contract.js';
+import type { OutputFormat } from '../contract.js';
 import { native, TaskCancelledError } from './native-guard.js';
-import { sniffFormat } from './sniff.js';
+import { sniffFormat } from '../contract.js';
 
 // libvips settings are process-wide. The pool already runs one image per worker thread: more libvips threads per
 // image would oversubscribe the cores, and its operation cache would keep decoded photos alive after the request.

@@ -15,7 +15,7 @@
  * wins: the pool never terminates a thread that is inside, or entering, native code.
  * The main-thread half is `stopRunning` in pool.ts; the flags are in contract.ts.
  */
-import { GUARD } from './contract.js';
+import { GUARD } from '../contract.js';
 
 /** Thrown where a task whose deadline has passed would start, or enter native code again. */
 export class TaskCancelledError extends Error {

@@ -3,10 +3,10 @@
  * run, unpack, [heads,] encode. Every intermediate is wiped whatever happens; the whole-image pass packs and
  * unpacks into the worker's reusable buffers (scratch.ts), which are wiped when the task ends.
  *
- * Kept apart from cartoonize.ts (the thread's entry point) so that tests can run it in-process on real sessions.
+ * Kept apart from entry.ts (the thread's entry point) so that tests can run it in-process on real sessions.
  */
 import { performance } from 'node:perf_hooks';
-import type { CartoonizeReply, CartoonizeTask, StageTimings, WorkerConfig } from './contract.js';
+import type { CartoonizeReply, CartoonizeTask, StageTimings, WorkerConfig } from '../contract.js';
 import { avatarSquare, cropRaster } from './faces/avatar.js';
 import { selectFaces, stylizeFaces } from './faces/pipeline.js';
 import { yunetDetector, type Face } from './faces/yunet.js';

@@ -3,7 +3,7 @@
  * bytes' format about half the time), and the request options the worker would get with it. Nothing else feeds
  * into it, so a case reported by index can be rebuilt exactly.
  */
-import type { OutputFormat } from '../../workers/contract.js';
+import type { OutputFormat } from '../../contract.js';
 import { BYTE_MUTATORS, FORMAT_MUTATORS, formatOf } from './mutators.js';
 import { caseSeed, Random } from './random.js';
 import type { Seed } from './seeds.js';

@@ -1,12 +1,12 @@
 /**
- * The image path of one task, as workers/cartoonize.ts runs it, with the worker's own functions: sniff and header
+ * The image path of one task, as workers/entry.ts runs it, with the worker's own functions: sniff and header
  * probe (pixel limit), sizes from the model's rules and the request, decode with limits, tensor packing, the model
  * replaced by the identity (the packed tensor read straight back), encode, and the wipes. What it throws is the
  * finding: an ImageInputError is a coded answer (4xx); anything else would reach the client as a 500.
  */
-import type { WorkerConfig } from '../../workers/contract.js';
+import type { WorkerConfig } from '../../contract.js';
 import { decode, encode, probe, type DecodedImage } from '../../workers/image.js';
-import { sniffFormat } from '../../workers/sniff.js';
+import { sniffFormat } from '../../contract.js';
 import { fitLongSide, fromTensor, modelSize, toTensor } from '../../workers/tensor.js';
 import { MODEL_SHAPES, type CaseRequest } from './cases.js';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import { buildSlowModel } from '../../models/generate/test-models.js';
-import { InferencePool } from '../../workers/pool.js';
+import { InferencePool } from '../../pool/inference-pool.js';
 import { imageManifest, modelsDir } from '../fixtures/models.js';
 import { newApiKey } from '../../keys.js';
 import { form, post, sleep, spawnServer } from '../helper.js';

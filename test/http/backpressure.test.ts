@@ -33,7 +33,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5000): 
 
 /**
  * Waits for a quiet, ready pool: a task answered 504 at its deadline may still hold its worker for a moment (it is
- * cancelled, and its thread ended only if it is found in JavaScript: workers/pool.ts), then the worker is replaced.
+ * cancelled, and its thread ended only if it is found in JavaScript: pool/inference-pool.ts), then the worker is replaced.
  */
 async function quiet(): Promise<void> {
   await until(() => pool.stats().busy === 0 && pool.stats().queued === 0, 'an idle pool');

@@ -4,7 +4,7 @@
  */
 import { connect } from 'node:net';
 import t from 'tap';
-import { DEFAULT_QUALITY } from '../../workers/contract.js';
+import { DEFAULT_QUALITY } from '../../contract.js';
 import { negotiateFormat } from '../../routes/cartoonize.js';
 import { build, fixtures, form, listen, post, startPool, writeKeys } from '../helper.js';
 

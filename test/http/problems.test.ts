@@ -5,7 +5,7 @@
 import t from 'tap';
 import * as httpErrors from '../../plugins/errors.js';
 import { PROBLEMS } from '../../plugins/errors.js';
-import * as workerErrors from '../../workers/errors.js';
+import * as workerErrors from '../../errors.js';
 import { build, fakePool, fixtures, listen, writeKeys } from '../helper.js';
 
 const images = await fixtures();

@@ -15,7 +15,7 @@ const service = await startService({ models: 'builtin', workers: 2, testHooks: t
 t.teardown(() => service.stop());
 
 /**
- * Known bug, workers/pool.ts: a worker that dies on its own keeps its id in the ready set (Node reports threadId -1
+ * Known bug, pool/inference-pool.ts: a worker that dies on its own keeps its id in the ready set (Node reports threadId -1
  * by the time piscina emits workerDestroy), so after a crash readiness counts workers + 1 and never dips during the
  * reload. Marked todo until that is fixed; the check itself is bench/lib/faults.ts's.
  */

@@ -14,7 +14,7 @@ import { encodeGraphDef } from '../../models/import/graphdef.js';
 import { readTfGraph } from '../../models/import/index.js';
 import { readTfjsModel } from '../../models/import/tfjs.js';
 import { loadManifests, verifyModels } from '../../models/registry.js';
-import { InferencePool } from '../../workers/pool.js';
+import { InferencePool } from '../../pool/inference-pool.js';
 import { SHARED } from '../fixtures/models.js';
 import { attr, compare, constNode, node, placeholder, runOnnx, runTfjs, seeded, writeTfjsModel, type WeightFixture } from '../fixtures/tf-models.js';
 

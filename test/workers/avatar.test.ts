@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import t from 'tap';
 import { BUILTIN_MODELS_DIR } from '../../models/registry.js';
 import { avatarSquare, cropRaster } from '../../workers/faces/avatar.js';
-import { InferencePool } from '../../workers/pool.js';
+import { InferencePool } from '../../pool/inference-pool.js';
 import { modelsDir, SHARED, whiteboxFaceModels } from '../fixtures/models.js';
 
 t.test('the square is centred on the face, twice its size, and stays inside the picture', async (t) => {

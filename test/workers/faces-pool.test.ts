@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import { BUILTIN_MODELS_DIR } from '../../models/registry.js';
-import { InferencePool } from '../../workers/pool.js';
+import { InferencePool } from '../../pool/inference-pool.js';
 import { modelsDir, SHARED, whiteboxFaceModels } from '../fixtures/models.js';
 
 const MODELS = join(SHARED, 'models');

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import t from 'tap';
 import { decode, encode, probe } from '../../workers/image.js';
-import { sniffFormat } from '../../workers/sniff.js';
+import { sniffFormat } from '../../contract.js';
 import { codeOf } from '../fixtures/image-errors.js';
 
 const LIMIT = 4096 * 4096;

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import t from 'tap';
 import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR, loadManifests } from '../../models/registry.js';
 import type { ModelManifest, TensorSpec } from '../../models/manifest.js';
-import type { CartoonizeSuccess } from '../../workers/contract.js';
+import type { CartoonizeSuccess } from '../../contract.js';
 import { pipeline, type PipelineConfig } from '../../workers/pipeline.js';
 import { Scratch } from '../../workers/scratch.js';
 import { openSession, type ModelSession } from '../../workers/session.js';

@@ -1,8 +1,8 @@
 import sharp from 'sharp';
 import t from 'tap';
 import { buildChannel0Model, buildInvertModel, buildSlowModel } from '../../models/generate/test-models.js';
-import type { CartoonizeOptions } from '../../workers/contract.js';
-import { InferencePool, ownedArrayBuffer } from '../../workers/pool.js';
+import type { CartoonizeOptions } from '../../contract.js';
+import { InferencePool, ownedArrayBuffer } from '../../pool/inference-pool.js';
 import { imageManifest, modelsDir } from '../fixtures/models.js';
 
 const opts = (style: string, extra: Partial<CartoonizeOptions> = {}): CartoonizeOptions => ({ style, format: 'png', quality: 90, ...extra });

@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { loadManifests, verifyModels } from '../models/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
-import { GUARD, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from './contract.js';
+import { GUARD, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
 import {
   AbortedError,
   BadImageError,
@@ -33,8 +33,8 @@ import {
   UnknownStyleError,
   UnsupportedMediaError,
   WorkerFailedError,
-} from './errors.js';
-import { isWorkerNotice } from './notice.js';
+} from '../errors.js';
+import { isWorkerNotice } from '../contract.js';
 
 export interface PoolConfig {
   /** Folders holding model manifests (`*.json`) and their ONNX files. */
@@ -179,7 +179,7 @@ export class InferencePool extends EventEmitter {
     };
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const piscina = new Piscina({
-      filename: new URL(`./cartoonize${ext}`, import.meta.url).href,
+      filename: new URL(`../workers/entry${ext}`, import.meta.url).href,
       workerData,
       // Every worker holds its own sessions: keep exactly `workers` of them, never idle-reaped and re-created.
       minThreads: workers,

@@ -1,6 +1,7 @@
 /**
- * The messages that cross the thread boundary between the main thread and a worker.
- * Types only: this file is imported on both sides and must stay free of side effects.
+ * The contract between the main thread and a worker thread: the messages that cross the boundary, and the few pure
+ * facts both sides must agree on (output formats, the task guard's flags, which input formats are accepted).
+ * Imported on both sides, so it imports neither and has no side effects.
  */
 
 export type OutputFormat = 'jpeg' | 'png' | 'webp' | 'avif';
@@ -71,7 +72,7 @@ export interface CartoonizeSuccess {
 
 /**
  * Expected failures caused by the input (not by the service) are returned, not thrown, so that their
- * code survives the thread boundary intact; the main thread turns them into coded errors (workers/errors.ts).
+ * code survives the thread boundary intact; the main thread turns them into coded errors (errors.ts).
  */
 export type InputErrorCode =
   | 'UNSUPPORTED_FORMAT'
@@ -92,7 +93,7 @@ export type CartoonizeReply = CartoonizeSuccess | CartoonizeFailure;
 /** What every worker receives at start (Piscina `workerData`). */
 export interface WorkerConfig {
   /** Validated manifests of the models to load, with absolute ONNX paths. */
-  models: import('../models/manifest.js').ModelManifest[];
+  models: import('./models/manifest.js').ModelManifest[];
   intraOpThreads: number;
   interOpThreads: number;
   /** ORT thread-pool spin-waiting; off by default so idle workers don't burn CPU. */
@@ -106,4 +107,53 @@ export interface WorkerConfig {
   /** Faces whose box is smaller than this (longer side, pixels at model size) keep the whole-image result. */
   minFaceSize: number;
   testHooks: boolean;
+}
+
+// ---- Worker notices ----
+
+/**
+ * Out-of-band notices a worker posts on its parent port (Piscina re-emits them as the pool's 'message' event).
+ * Piscina marks its first workers ready before their init has run, so the pool learns readiness from these.
+ */
+export type WorkerNotice =
+  | { privatoon: true; type: 'ready'; threadId: number }
+  | { privatoon: true; type: 'init-failed'; threadId: number; message: string };
+
+export function isWorkerNotice(value: unknown): value is WorkerNotice {
+  return typeof value === 'object' && value !== null && (value as { privatoon?: unknown }).privatoon === true;
+}
+
+// ---- Input formats ----
+
+/**
+ * Format sniffing from the first bytes, before any decoder sees the upload. The allow-list is JPEG, PNG and WebP:
+ * everything else (SVG above all: librsvg is a large attack surface, and SVG can reference other resources) is
+ * refused here, whatever the declared Content-Type says.
+ */
+
+export type InputFormat = 'jpeg' | 'png' | 'webp';
+
+export type SniffResult = { ok: true; format: InputFormat } | { ok: false; what: string };
+
+const startsWith = (bytes: Uint8Array, offset: number, signature: readonly number[]) =>
+  bytes.length >= offset + signature.length && signature.every((b, i) => bytes[offset + i] === b);
+
+const ascii = (text: string) => [...text].map((c) => c.charCodeAt(0));
+
+/** Well-known formats we refuse, named so the error message can say what was sent. */
+const REFUSED: ReadonlyArray<[string, (b: Uint8Array) => boolean]> = [
+  ['GIF', (b) => startsWith(b, 0, ascii('GIF8'))],
+  ['TIFF', (b) => startsWith(b, 0, [0x49, 0x49, 0x2a, 0x00]) || startsWith(b, 0, [0x4d, 0x4d, 0x00, 0x2a])],
+  ['BMP', (b) => startsWith(b, 0, ascii('BM'))],
+  ['HEIF/AVIF', (b) => startsWith(b, 4, ascii('ftyp'))],
+  ['PDF', (b) => startsWith(b, 0, ascii('%PDF'))],
+  ['SVG', (b) => /^\s*(<\?xml|<svg|<!DOCTYPE svg)/i.test(new TextDecoder().decode(b.subarray(0, 256)))],
+];
+
+export function sniffFormat(bytes: Uint8Array): SniffResult {
+  if (startsWith(bytes, 0, [0xff, 0xd8, 0xff])) return { ok: true, format: 'jpeg' };
+  if (startsWith(bytes, 0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return { ok: true, format: 'png' };
+  if (startsWith(bytes, 0, ascii('RIFF')) && startsWith(bytes, 8, ascii('WEBP'))) return { ok: true, format: 'webp' };
+  const refused = REFUSED.find(([, test]) => test(bytes));
+  return { ok: false, what: refused ? refused[0] : bytes.length === 0 ? 'an empty file' : 'an unrecognised format' };
 }

@@ -6,9 +6,9 @@
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { CartoonizeTask, WorkerConfig } from './contract.js';
+import type { CartoonizeTask, WorkerConfig } from '../contract.js';
 import { beginTask, endTask } from './native-guard.js';
-import type { WorkerNotice } from './notice.js';
+import type { WorkerNotice } from '../contract.js';
 import { pipeline } from './pipeline.js';
 import { Scratch } from './scratch.js';
 import { openSession, warmUp, type ModelSession } from './session.js';
