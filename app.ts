@@ -78,20 +78,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
   await fastify.register(cacheControlPlugin);
   await fastify.register(drainPlugin);
-  await fastify.register(poolPlugin, {
-    pool: opts.pool,
-    modelsDirs: config.modelsDirs,
-    workers: config.workers,
-    intraOpThreads: config.ortIntraThreads,
-    interOpThreads: config.ortInterThreads,
-    spinning: config.ortSpinning,
-    maxQueue: config.maxQueue,
-    maxInputPixels: config.maxInputPixels,
-    maxOutputSide: config.maxOutputSide,
-    maxFaces: config.maxFaces,
-    minFaceSize: config.minFaceSize,
-    testHooks: config.testHooks,
-  });
+  await fastify.register(poolPlugin, { pool: opts.pool, settings: config.pool, testHooks: config.testHooks });
   // Uploads in flight are bounded here, not by the pool: they take an inference place only once their body is in.
   await fastify.register(uploadBudgetPlugin, {
     maxUploads: config.maxUploads,

@@ -154,16 +154,8 @@ function intOption(name: string, value: string | undefined, min: number, max: nu
 
 /** One image at a time: one worker, and let it use the cores through onnxruntime's own threads. */
 function startPool(config: Config): Promise<InferencePool> {
-  return InferencePool.start({
-    modelsDirs: config.modelsDirs,
-    workers: 1,
-    intraOpThreads: Math.max(config.ortIntraThreads, config.workers),
-    interOpThreads: config.ortInterThreads,
-    maxInputPixels: config.maxInputPixels,
-    maxOutputSide: config.maxOutputSide,
-    maxFaces: config.maxFaces,
-    minFaceSize: config.minFaceSize,
-  });
+  const { pool } = config;
+  return InferencePool.start({ ...pool, workers: 1, intraOpThreads: Math.max(pool.intraOpThreads, pool.workers) });
 }
 
 async function cartoonize(args: string[]): Promise<void> {
@@ -184,14 +176,16 @@ async function cartoonize(args: string[]): Promise<void> {
   }
   const format = formatFor(output, values.format as string | undefined);
   const config = loadConfig();
-  const quality = intOption('quality', values.quality as string | undefined, 1, 100) ?? DEFAULT_QUALITY[format];
-  const maxSize = intOption('max-size', values['max-size'] as string | undefined, 16, config.maxOutputSide);
+  const quality = intOption('quality', values.quality as string | undefined, 1, 100);
+  const maxSize = intOption('max-size', values['max-size'] as string | undefined, 16, config.pool.maxOutputSide);
   const bytes = await readInput(input);
 
   const pool = await startPool(config);
   try {
-    const style = (values.style as string | undefined) ?? pool.styles[0]!.id;
-    const result = await pool.run(bytes, { style, format, quality, maxSize });
+    // The pool's defaults (style, the format's quality), as the HTTP API applies them.
+    const options = pool.withDefaults({ style: values.style as string | undefined, format, quality, maxSize });
+    const { style } = options;
+    const result = await pool.run(bytes, options);
     const encoded = Buffer.from(result.output);
     if (output === '-') process.stdout.write(encoded);
     else {

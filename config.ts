@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import type { WorkerSettings } from './contract.js';
 import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from './models/registry.js';
 
 /** The project's root folder, from source (tsx) and from dist/ alike: package.json, web/, and ../shared sit beside it. */
@@ -25,25 +26,30 @@ export interface RateWindow {
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/**
+ * What the inference pool needs: its threads, its bounded queue, and the limits every worker applies. Declared once,
+ * with its defaults in `loadConfig`; the worker-side half is `WorkerSettings` (contract.ts).
+ */
+export interface PoolSettings extends WorkerSettings {
+  /** Folders holding model manifests (`*.json`) and their ONNX files. */
+  modelsDirs: readonly string[];
+  /** Worker threads, each with its own sessions: one inference per core. */
+  workers: number;
+  /** Tasks that may wait for a worker; beyond it, a request is refused at once (503 with Retry-After). */
+  maxQueue: number;
+}
+
 export interface Config {
   host: string;
   port: number;
-  modelsDirs: readonly string[];
-  workers: number;
-  ortIntraThreads: number;
-  ortInterThreads: number;
-  ortSpinning: boolean;
-  maxQueue: number;
+  /** The inference pool's settings, passed whole to the pool (server, CLI and tests alike). */
+  pool: PoolSettings;
   maxUploadBytes: number;
   maxUploads: number;
   uploadMemoryMaxBytes: number;
   uploadsPerClient: number;
   uploadMinBytesPerS: number;
   uploadRateWindowMs: number;
-  maxInputPixels: number;
-  maxOutputSide: number;
-  maxFaces: number;
-  minFaceSize: number;
   requestDeadlineMs: number;
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
@@ -107,12 +113,18 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     host: read.host('HOST', '127.0.0.1'), // loopback: exposing the service is a decision, usually made by a proxy in front
     port: read.int('PORT', 8080, 0, 65535), // 0 asks the OS for a free port (tests)
-    modelsDirs: read.dirs('MODELS_DIRS', [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR]), // toon (the default) and the learned styles work out of the box
-    workers,
-    ortIntraThreads: read.int('ORT_INTRA_THREADS', 1, 1, 256), // parallelism comes from workers; more threads oversubscribe
-    ortInterThreads: read.int('ORT_INTER_THREADS', 1, 1, 256), // sequential graphs gain nothing from inter-op threads
-    ortSpinning: read.bool('ORT_SPINNING', false), // spin-waiting burns idle cores after each run
-    maxQueue: read.int('MAX_QUEUE', workers * 4, 0, 100_000), // a few runs' worth of waiting; beyond it, 503 at once
+    pool: {
+      modelsDirs: read.dirs('MODELS_DIRS', [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR]), // toon (the default) and the learned styles work out of the box
+      workers,
+      intraOpThreads: read.int('ORT_INTRA_THREADS', 1, 1, 256), // parallelism comes from workers; more threads oversubscribe
+      interOpThreads: read.int('ORT_INTER_THREADS', 1, 1, 256), // sequential graphs gain nothing from inter-op threads
+      spinning: read.bool('ORT_SPINNING', false), // spin-waiting burns idle cores after each run
+      maxQueue: read.int('MAX_QUEUE', workers * 4, 0, 100_000), // a few runs' worth of waiting; beyond it, 503 at once
+      maxInputPixels: read.int('MAX_INPUT_PIXELS', 4096 * 4096, 1, 268_402_689), // 16.7 MP: a decoded copy stays under 64 MiB
+      maxOutputSide: read.int('MAX_OUTPUT_SIDE', 4096, 16, 16_384), // bounds the encoder's memory and the answer's size
+      maxFaces: read.int('FACES_MAX', 8, 0, 64), // face-aware styles: one head pass per face, so the cost per image is bounded; 0 turns the face path off
+      minFaceSize: read.int('FACE_MIN_SIZE', 48, 8, 4096), // smaller faces gain nothing from the head model (DCT-Net: faces over 100 px)
+    },
     maxUploadBytes: read.int('MAX_UPLOAD_BYTES', 10 * 1024 * 1024, 1024, 256 * 1024 * 1024), // 10 MiB: a phone photo, with room
     // Uploads take no inference place while they arrive (plugins/upload-budget.ts); these bound them instead.
     maxUploads: read.int('MAX_UPLOADS', 64, 1, 100_000), // uploads read at once; anonymous (web page) ones get half
@@ -120,10 +132,6 @@ export function loadConfig(env: Env = process.env): Config {
     uploadsPerClient: read.int('UPLOADS_PER_CLIENT', 4, 1, 100_000), // per key id, or per IP without a key: one client cannot take the budget
     uploadMinBytesPerS: read.int('UPLOAD_MIN_BYTES_PER_S', 8 * 1024, 0, 1024 * 1024 * 1024), // 8 KiB/s: a 2 MB photo on a poor mobile link is well above it; 0 turns the check off
     uploadRateWindowMs: read.int('UPLOAD_RATE_WINDOW_MS', 5000, 1000, 600_000), // the rate is judged over this window; a stall this long is cut
-    maxInputPixels: read.int('MAX_INPUT_PIXELS', 4096 * 4096, 1, 268_402_689), // 16.7 MP: a decoded copy stays under 64 MiB
-    maxOutputSide: read.int('MAX_OUTPUT_SIDE', 4096, 16, 16_384), // bounds the encoder's memory and the answer's size
-    maxFaces: read.int('FACES_MAX', 8, 0, 64), // face-aware styles: one head pass per face, so the cost per image is bounded
-    minFaceSize: read.int('FACE_MIN_SIZE', 48, 8, 4096), // smaller faces gain nothing from the head model (DCT-Net: faces over 100 px)
     requestDeadlineMs: read.int('REQUEST_DEADLINE_MS', 30_000, 100, 600_000), // queue + inference bound: 504 then; the run is cancelled at its next native call (pool/inference-pool.ts)
     requestTimeoutMs: read.int('REQUEST_TIMEOUT_MS', 60_000, 1000, 3_600_000), // the whole upload must arrive in time: slow-loris bound
     keepAliveTimeoutMs: read.int('KEEP_ALIVE_TIMEOUT_MS', 5000, 0, 600_000), // Node's default; raise it above a proxy's own idle timeout
@@ -177,10 +185,20 @@ export function loadConfig(env: Env = process.env): Config {
   }
   return Object.freeze({
     ...config,
-    modelsDirs: Object.freeze([...config.modelsDirs]),
+    pool: Object.freeze({ ...config.pool, modelsDirs: Object.freeze([...config.pool.modelsDirs]) }),
     rateLimitWindows: Object.freeze([...config.rateLimitWindows]),
     uiRateLimitWindows: Object.freeze([...config.uiRateLimitWindows]),
   });
+}
+
+/**
+ * The pool's settings with the service's defaults (unset variables of `env`), some replaced: for benchmarks, tools and
+ * tests that start a pool of their own. Overrides are not range-checked: they come from code, not from an operator.
+ */
+export function poolSettings(overrides: Partial<PoolSettings> = {}, env: Env = {}): PoolSettings {
+  // WORKERS goes through the reader so that the defaults derived from it (MAX_QUEUE) follow.
+  const workers = overrides.workers === undefined ? {} : { WORKERS: String(overrides.workers) };
+  return { ...loadConfig({ ...env, ...workers }).pool, ...overrides };
 }
 
 /** A HOST that only this machine can reach. */

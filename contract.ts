@@ -90,10 +90,9 @@ export interface CartoonizeFailure {
 
 export type CartoonizeReply = CartoonizeSuccess | CartoonizeFailure;
 
-/** What every worker receives at start (Piscina `workerData`). */
-export interface WorkerConfig {
-  /** Validated manifests of the models to load, with absolute ONNX paths. */
-  models: import('./models/manifest.js').ModelManifest[];
+/** The limits and thread settings every worker applies; part of the pool's settings (PoolSettings, config.ts). */
+export interface WorkerSettings {
+  /** onnxruntime intra-op threads per session (parallelism comes from workers). */
   intraOpThreads: number;
   interOpThreads: number;
   /** ORT thread-pool spin-waiting; off by default so idle workers don't burn CPU. */
@@ -102,10 +101,16 @@ export interface WorkerConfig {
   maxInputPixels: number;
   /** Longest output side a request may ask for, and the cap when it asks for none. */
   maxOutputSide: number;
-  /** Face-aware styles: at most this many faces per image get the head model, largest first. */
+  /** Face-aware styles: at most this many faces per image get the head model, largest first (0: no face path). */
   maxFaces: number;
   /** Faces whose box is smaller than this (longer side, pixels at model size) keep the whole-image result. */
   minFaceSize: number;
+}
+
+/** What every worker receives at start (Piscina `workerData`). */
+export interface WorkerConfig extends WorkerSettings {
+  /** Validated manifests of the models to load, with absolute ONNX paths. */
+  models: import('./models/manifest.js').ModelManifest[];
   testHooks: boolean;
 }
 

@@ -3,6 +3,7 @@
  * whole-image pass, and the head model on each aligned 288x288 crop. Uses the real models in ../shared/models
  * (White-box standing in for both the whole and the head model); skipped with a message where they are absent.
  */
+import { poolSettings } from '../config.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ export async function facePathCost(): Promise<void> {
     return;
   }
   const dir = faceStyleDir();
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, intraOpThreads: 2 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1, intraOpThreads: 2 }));
   try {
     console.log(`\nFace path cost, White-box as whole and head model, 1 worker x 2 threads, median of ${RUNS} runs (ms)\n`);
     console.log('| photo | style | faces | decode | detect | whole-image infer | heads | encode | total |');

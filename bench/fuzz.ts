@@ -55,7 +55,7 @@ async function main(): Promise<number> {
     cases: num(flags.cases, 'cases'),
     first: num(flags.first, 'first'),
     jobs: Math.max(1, num(flags.jobs, 'jobs')),
-    limits: { maxInputPixels: config.maxInputPixels, maxOutputSide: config.maxOutputSide },
+    limits: { maxInputPixels: config.pool.maxInputPixels, maxOutputSide: config.pool.maxOutputSide },
     hangMs: num(flags['hang-ms'], 'hang-ms'),
     killMs: num(flags['kill-ms'], 'kill-ms'),
     memoryBytes: num(flags['memory-mib'], 'memory-mib') * 2 ** 20,

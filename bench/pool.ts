@@ -12,6 +12,7 @@
  * and White-box model, a second table with the cost of the face path (bench/faces.ts); then int8 against fp32
  * (bench/quantized.ts; BENCH_INT8=0 skips it).
  */
+import { poolSettings } from '../config.js';
 import { availableParallelism, cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
@@ -48,7 +49,7 @@ async function plainRow(size: number, threads: number, kind: 'ort' | 'pipeline',
 }
 
 async function poolRun(size: number, workers: number, threads: number, photo: Buffer, modelsDirs = [BENCH_MODELS_DIR], style = 'dctnet-bench'): Promise<Row> {
-  const pool = await InferencePool.start({ modelsDirs, workers, intraOpThreads: threads, maxQueue: workers * 4 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs, workers, intraOpThreads: threads, maxQueue: workers * 4 }));
   const task = { style, format: 'jpeg' as const, quality: 85 };
   // Two tasks per worker in flight: a worker never waits for the main thread between tasks.
   for (let i = 0; i < workers; i++) await pool.run(Buffer.from(photo), task);

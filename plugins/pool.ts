@@ -4,13 +4,14 @@
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import type { PoolSettings } from '../config.js';
 import type { StageTimings } from '../contract.js';
 import { InferencePool } from '../pool/inference-pool.js';
 
 /** What the HTTP layer uses of the pool; a test may hand in anything with this shape. */
 export type Pool = Pick<
   InferencePool,
-  'styles' | 'accepting' | 'ready' | 'saturated' | 'admit' | 'retryAfterSeconds' | 'stats' | 'threadSettings' | 'hasStyle' | 'run' | 'close' | 'destroy' | 'on' | 'off'
+  'styles' | 'defaultStyle' | 'withDefaults' | 'accepting' | 'ready' | 'saturated' | 'admit' | 'retryAfterSeconds' | 'stats' | 'threadSettings' | 'hasStyle' | 'run' | 'close' | 'destroy' | 'on' | 'off'
 >;
 
 /** What one request's inference took; read by the request log line and the metrics. */
@@ -33,16 +34,7 @@ declare module 'fastify' {
 export interface PoolPluginOptions {
   /** A pool started elsewhere (tests). Its owner closes it; this plugin does not. */
   pool?: Pool | undefined;
-  modelsDirs: readonly string[];
-  workers: number;
-  intraOpThreads: number;
-  interOpThreads: number;
-  spinning: boolean;
-  maxQueue: number;
-  maxInputPixels: number;
-  maxOutputSide: number;
-  maxFaces: number;
-  minFaceSize: number;
+  settings: PoolSettings;
   testHooks: boolean;
 }
 
@@ -51,19 +43,7 @@ async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
   // Start-up fails here, naming the model file and field, if any model is bad: the server never listens without one.
   const pool: Pool =
     opts.pool ??
-    (await InferencePool.start({
-      modelsDirs: opts.modelsDirs,
-      workers: opts.workers,
-      intraOpThreads: opts.intraOpThreads,
-      interOpThreads: opts.interOpThreads,
-      spinning: opts.spinning,
-      maxQueue: opts.maxQueue,
-      maxInputPixels: opts.maxInputPixels,
-      maxOutputSide: opts.maxOutputSide,
-      maxFaces: opts.maxFaces,
-      minFaceSize: opts.minFaceSize,
-      testHooks: opts.testHooks,
-    }));
+    (await InferencePool.start(opts.settings, { testHooks: opts.testHooks }));
   fastify.decorate('pool', pool);
   fastify.decorateRequest('inference', null);
 

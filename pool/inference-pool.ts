@@ -15,12 +15,12 @@
  * (`deadlineKills`).
  */
 import { EventEmitter } from 'node:events';
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { loadManifests, verifyModels } from '../models/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
-import { GUARD, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
+import type { PoolSettings } from '../config.js';
+import { DEFAULT_QUALITY, GUARD, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
 import {
   AbortedError,
   BadImageError,
@@ -34,29 +34,24 @@ import {
   UnsupportedMediaError,
   WorkerFailedError,
 } from '../errors.js';
-import { isWorkerNotice } from '../contract.js';
 
-export interface PoolConfig {
-  /** Folders holding model manifests (`*.json`) and their ONNX files. */
-  modelsDirs: readonly string[];
-  /** Worker threads; default: available parallelism, one inference per core. */
-  workers?: number;
-  /** onnxruntime intra-op threads per session; default 1 (parallelism comes from workers). */
-  intraOpThreads?: number;
-  interOpThreads?: number;
-  spinning?: boolean;
-  /** Tasks that may wait for a worker; beyond it, `run` fails fast with BusyError. Default: 4 per worker. */
-  maxQueue?: number;
-  /** Default 16.7 MP (4096 x 4096): a decoded RGBA copy is then at most 64 MiB per worker. */
-  maxInputPixels?: number;
-  /** Default 4096: the longest side a result may have. */
-  maxOutputSide?: number;
-  /** Face-aware styles: faces per image that get the head model (default 8, largest first). */
-  maxFaces?: number;
-  /** Faces smaller than this many pixels (box's longer side) are left to the whole-image result (default 48). */
-  minFaceSize?: number;
+/** Start-up options that are not settings of the service. */
+export interface PoolStartOptions {
   /** Enables CartoonizeTask.testHook (fault injection). Never on in production. */
   testHooks?: boolean;
+}
+
+/** A request's options as asked: style and quality may be left to the pool's defaults (`withDefaults`). */
+export type AskedOptions = Omit<CartoonizeOptions, 'style' | 'quality'> & { style?: string | undefined; quality?: number | undefined };
+
+/** The style served to requests that name none, where this pool has it: the project's own built-in model. */
+const PREFERRED_DEFAULT_STYLE = 'toon';
+
+/** The option defaults of a pool (InferencePool.withDefaults); apart so that stand-in pools in tests apply the same rule. */
+export function withDefaults(pool: Pick<InferencePool, 'defaultStyle' | 'hasStyle'>, asked: AskedOptions): CartoonizeOptions {
+  const style = asked.style ?? pool.defaultStyle;
+  if (!pool.hasStyle(style)) throw new UnknownStyleError(style);
+  return { ...asked, style, quality: asked.quality ?? DEFAULT_QUALITY[asked.format] };
 }
 
 export interface StyleInfo {
@@ -126,6 +121,8 @@ const MAX_RETRY_AFTER_S = 60;
 
 export class InferencePool extends EventEmitter {
   readonly styles: readonly StyleInfo[];
+  /** The style a request that names none gets: `toon` where it is served, else the first style found. */
+  readonly defaultStyle: string;
   readonly workers: number;
   readonly maxQueue: number;
   readonly threadSettings: { workers: number; intraOpThreads: number; interOpThreads: number; spinning: boolean };
@@ -142,6 +139,7 @@ export class InferencePool extends EventEmitter {
     super();
     this.piscina = piscina;
     this.styles = styles;
+    this.defaultStyle = styles.some((s) => s.id === PREFERRED_DEFAULT_STYLE) ? PREFERRED_DEFAULT_STYLE : styles[0]!.id;
     this.workers = settings.workers;
     this.threadSettings = settings;
     this.maxQueue = maxQueue;
@@ -151,31 +149,24 @@ export class InferencePool extends EventEmitter {
    * Validates every model, starts the workers and resolves once each has loaded its sessions and run a warm-up
    * inference. Rejects with the first model or worker error, naming the file and field.
    */
-  static async start(config: PoolConfig): Promise<InferencePool> {
-    const manifests = await loadManifests(config.modelsDirs);
+  static async start(settings: PoolSettings, options: PoolStartOptions = {}): Promise<InferencePool> {
+    const manifests = await loadManifests(settings.modelsDirs);
     if (!manifests.some((m) => m.role === 'whole')) {
-      throw new Error(`No style found in ${config.modelsDirs.join(', ')}: at least one manifest with role "whole" is needed`);
+      throw new Error(`No style found in ${settings.modelsDirs.join(', ')}: at least one manifest with role "whole" is needed`);
     }
     await verifyModels(manifests);
 
-    const workers = positive(config.workers, availableParallelism());
-    const settings = {
-      workers,
-      intraOpThreads: positive(config.intraOpThreads, 1),
-      interOpThreads: positive(config.interOpThreads, 1),
-      spinning: config.spinning ?? false,
-    };
-    const maxQueue = config.maxQueue ?? workers * 4;
+    const { workers, intraOpThreads, interOpThreads, spinning, maxQueue, maxInputPixels, maxOutputSide, maxFaces, minFaceSize } = settings;
     const workerData: WorkerConfig = {
       models: manifests,
-      intraOpThreads: settings.intraOpThreads,
-      interOpThreads: settings.interOpThreads,
-      spinning: settings.spinning,
-      maxInputPixels: positive(config.maxInputPixels, 4096 * 4096),
-      maxOutputSide: positive(config.maxOutputSide, 4096),
-      maxFaces: config.maxFaces ?? 8, // 0 turns the face path off
-      minFaceSize: positive(config.minFaceSize, 48),
-      testHooks: config.testHooks ?? false,
+      intraOpThreads,
+      interOpThreads,
+      spinning,
+      maxInputPixels,
+      maxOutputSide,
+      maxFaces,
+      minFaceSize,
+      testHooks: options.testHooks ?? false,
     };
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const piscina = new Piscina({
@@ -191,8 +182,8 @@ export class InferencePool extends EventEmitter {
     });
     const styles = manifests
       .filter((m) => m.role === 'whole')
-      .map((m: ModelManifest) => ({ id: m.id, title: m.title, faceAware: m.head !== undefined && (config.maxFaces ?? 8) > 0, licence: m.licence }));
-    const pool = new InferencePool(piscina, styles, settings, maxQueue);
+      .map((m: ModelManifest) => ({ id: m.id, title: m.title, faceAware: m.head !== undefined && maxFaces > 0, licence: m.licence }));
+    const pool = new InferencePool(piscina, styles, { workers, intraOpThreads, interOpThreads, spinning }, maxQueue);
     await pool.waitUntilWarm();
     return pool;
   }
@@ -294,6 +285,14 @@ export class InferencePool extends EventEmitter {
     this.counters.rejectedBusy++;
     const retryAfter = this.retryAfterSeconds();
     return Object.assign(new BusyError(retryAfter), { retryAfter });
+  }
+
+  /**
+   * The options of a request with the pool's defaults filled in (the default style, the format's default quality),
+   * so the HTTP API and the CLI answer the same request alike. Throws UnknownStyleError for a style not served here.
+   */
+  withDefaults(asked: AskedOptions): CartoonizeOptions {
+    return withDefaults(this, asked);
   }
 
   hasStyle(id: string): boolean {
@@ -519,12 +518,6 @@ function killable(guard: Int32Array): boolean {
     if ((flags & GUARD.STARTED) === 0 || (flags & (GUARD.NATIVE | GUARD.DONE | GUARD.KILLED)) !== 0) return false;
     if (Atomics.compareExchange(guard, 0, flags, flags | GUARD.KILLED) === flags) return true;
   }
-}
-
-function positive(value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`expected a positive integer, got ${value}`);
-  return value;
 }
 
 /**

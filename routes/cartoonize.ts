@@ -18,13 +18,11 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { BadRequestError, describeValidation, problemResponses, type ProblemCode } from '../plugins/errors.js';
-import type { Pool } from '../plugins/pool.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
-import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../contract.js';
-import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../errors.js';
-import { sniffFormat } from '../contract.js';
+import { DEFAULT_QUALITY, sniffFormat, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../contract.js';
+import { BadOptionError, UnsupportedMediaError, UploadTooLargeError } from '../errors.js';
 
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';
 const MIN_OUTPUT_SIDE = 16;
@@ -66,11 +64,6 @@ export function negotiateFormat(accept: string | undefined): OutputFormat {
     if (header.toLowerCase().includes(`image/${format}`) && acceptQuality(header, `image/${format}`) > 0) return format;
   }
   return 'jpeg';
-}
-
-/** The style used when a request names none: the built-in one if served, else the first. */
-export function defaultStyle(pool: Pick<Pool, 'styles' | 'hasStyle'>): string {
-  return pool.hasStyle('toon') ? 'toon' : (pool.styles[0]?.id ?? 'toon');
 }
 
 /** The options, as query parameters (raw body) or form fields (multipart): one schema checks both. */
@@ -223,7 +216,7 @@ export function serverTiming(queueMs: number, timings: StageTimings): string {
 
 export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   const { config, pool } = fastify;
-  const schema = optionsSchema(config.maxOutputSide, pool.styles.map((s) => s.id));
+  const schema = optionsSchema(config.pool.maxOutputSide, pool.styles.map((s) => s.id));
 
   /**
    * preParsing: refuse (503 + Retry-After) while the pool is full or not ready, before a byte is read; then hold a
@@ -257,17 +250,19 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       }
       options = merged as CartoonizeQuery;
     }
-    const style = options.style ?? defaultStyle(pool);
-    if (!pool.hasStyle(style)) throw new UnknownStyleError(style); // the schema's pattern makes echoing it safe
     const asked = options.format ?? DEFAULT_FORMAT;
     const format = asked === 'jpg' ? 'jpeg' : asked === 'auto' ? negotiateFormat(request.headers.accept) : asked;
+    // The pool fills in its default style and the format's quality (as for the CLI); an unknown style throws
+    // UNKNOWN_STYLE here, and the schema's pattern makes echoing it safe.
     return {
-      style,
-      format,
-      quality: options.quality ?? DEFAULT_QUALITY[format],
-      maxSize: options.max_size,
-      requireFace: options.require_face,
-      ...(options.crop === 'face' ? { crop: 'face' as const } : {}),
+      ...pool.withDefaults({
+        style: options.style,
+        format,
+        quality: options.quality,
+        maxSize: options.max_size,
+        requireFace: options.require_face,
+        ...(options.crop === 'face' ? { crop: 'face' as const } : {}),
+      }),
       ...(asked === 'auto' ? { negotiated: true } : {}),
       ...(options.download === true ? { download: true } : {}),
     };

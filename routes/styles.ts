@@ -5,15 +5,15 @@
 import type { FastifyInstance } from 'fastify';
 import { problemResponses } from '../plugins/errors.js';
 import { OUTPUT_FORMATS } from '../contract.js';
-import { RATE_LIMIT_HEADERS, defaultStyle } from './cartoonize.js';
+import { RATE_LIMIT_HEADERS } from './cartoonize.js';
 
 export default async function styleRoutes(fastify: FastifyInstance) {
   const { config, pool } = fastify;
   const body = {
     styles: pool.styles.map((s) => ({ id: s.id, title: s.title, faceAware: s.faceAware, ...(s.licence === undefined ? {} : { licence: s.licence }) })),
-    default: defaultStyle(pool),
+    default: pool.defaultStyle,
     formats: [...OUTPUT_FORMATS],
-    limits: { maxUploadBytes: config.maxUploadBytes, maxInputPixels: config.maxInputPixels, maxOutputSide: config.maxOutputSide },
+    limits: { maxUploadBytes: config.maxUploadBytes, maxInputPixels: config.pool.maxInputPixels, maxOutputSide: config.pool.maxOutputSide },
   };
 
   fastify.get(

@@ -18,6 +18,19 @@ t.test('cartoonize reads stdin and writes stdout with the built-in style', async
   t.match(run.stderr.toString(), /^toon: 80x60 png/);
 });
 
+t.test('the default style and quality are the pool\'s, as for the HTTP API: toon even when another style is found first', async (t) => {
+  const photo = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 90, g: 150, b: 200 } } }).jpeg().toBuffer();
+  const dirs = `${join(ROOT, 'models', 'cartoongan')}:${join(ROOT, 'models', 'builtin')}`;
+  const run = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'cli.ts'), 'cartoonize', '-', '-o', '-'], {
+    input: photo,
+    cwd: ROOT,
+    env: { ...process.env, WORKERS: '1', MODELS_DIRS: dirs },
+    maxBuffer: 64 << 20,
+  });
+  t.equal(run.status, 0, run.stderr.toString());
+  t.match(run.stderr.toString(), /^toon: 64x48 jpeg/, 'not the first style found (hayao)');
+});
+
 t.test('bad input and bad options fail with a coded message and a non-zero exit', async (t) => {
   const svg = cli(['cartoonize', '-'], Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'));
   t.equal(svg.status, 65, 'the input is at fault: EX_DATAERR');

@@ -15,12 +15,12 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import type { Test } from 'tap';
 import { buildApp } from '../app.js';
-import { PROJECT_ROOT, loadConfig, type Config } from '../config.js';
+import { PROJECT_ROOT, loadConfig, type Config, type PoolSettings } from '../config.js';
 import { newApiKey } from '../keys.js';
 import { BUILTIN_MODELS_DIR } from '../models/registry.js';
 import { BusyError, NotReadyError } from '../errors.js';
 import type { Pool } from '../plugins/pool.js';
-import { InferencePool } from '../pool/inference-pool.js';
+import { InferencePool, withDefaults, type AskedOptions } from '../pool/inference-pool.js';
 
 export const ROOT = PROJECT_ROOT;
 /** Real photos shared by the project (read-only); tests that need them skip when the folder is absent. */
@@ -60,24 +60,15 @@ export function writeKeys(t: Test, ids: readonly string[]): { file: string; keys
   return { file, keys };
 }
 
-export interface PoolOptions {
-  workers?: number;
-  maxQueue?: number;
-  testHooks?: boolean;
-  maxInputPixels?: number;
-  maxOutputSide?: number;
-}
+export type PoolOptions = Partial<PoolSettings> & { testHooks?: boolean };
 
-/** A pool for one test file, shared by its apps (which do not close an injected pool); closed at the end. */
+/**
+ * A pool for one test file, shared by its apps (which do not close an injected pool); closed at the end. The test
+ * configuration's settings (testEnv: the built-in style, one worker), with the queue at 4 unless given.
+ */
 export async function startPool(t: Test, opts: PoolOptions = {}): Promise<InferencePool> {
-  const pool = await InferencePool.start({
-    modelsDirs: [BUILTIN_MODELS_DIR],
-    workers: opts.workers ?? 1,
-    maxQueue: opts.maxQueue ?? 4,
-    testHooks: opts.testHooks ?? false,
-    maxInputPixels: opts.maxInputPixels,
-    maxOutputSide: opts.maxOutputSide,
-  });
+  const { testHooks = false, ...overrides } = opts;
+  const pool = await InferencePool.start({ ...testConfig().pool, maxQueue: 4, ...overrides }, { testHooks });
   t.teardown(() => pool.destroy());
   return pool;
 }
@@ -87,6 +78,10 @@ export function fakePool(overrides: Partial<Record<keyof Pool, unknown>> = {}): 
   const stats = { workers: 1, readyWorkers: 1, busy: 0, queued: 0, maxQueue: 4, completed: 0, failed: 0, workerCrashes: 0, rejectedBusy: 0, abortedQueued: 0, deadlineOverruns: 0, deadlineKills: 0 };
   return Object.assign(new EventEmitter(), {
     styles: [{ id: 'toon', title: 'Toon', faceAware: false }],
+    defaultStyle: 'toon',
+    withDefaults(this: Pool, asked: AskedOptions) {
+      return withDefaults(this, asked);
+    },
     accepting: true,
     ready: true,
     saturated: false,

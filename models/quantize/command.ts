@@ -41,8 +41,8 @@ async function findSource(ref: string, config: Config): Promise<ModelManifest> {
     manifest.file = isAbsolute(manifest.file) ? manifest.file : resolve(dirname(source), manifest.file);
     return manifest;
   }
-  const manifest = (await loadManifests(config.modelsDirs)).find((m) => m.id === ref);
-  if (manifest === undefined) throw new QuantizeError(`no style "${ref}" in ${config.modelsDirs.join(', ')} (MODELS_DIRS); give its id or its manifest file`);
+  const manifest = (await loadManifests(config.pool.modelsDirs)).find((m) => m.id === ref);
+  if (manifest === undefined) throw new QuantizeError(`no style "${ref}" in ${config.pool.modelsDirs.join(', ')} (MODELS_DIRS); give its id or its manifest file`);
   return manifest;
 }
 

@@ -148,7 +148,7 @@ for (const target of TARGETS) {
       t.notOk('WORKERS' in config, 'and from nowhere else');
       t.equal(requests.memory, limits.memory, 'memory request = limit');
       const loaded = loadConfig({ ...config, WORKERS: String(workers) });
-      const budget = memoryBudgetMiB(workers, loaded.maxQueue, loaded.maxUploadBytes);
+      const budget = memoryBudgetMiB(workers, loaded.pool.maxQueue, loaded.maxUploadBytes);
       t.ok(quantityMiB(limits.memory) >= budget, `memory limit ${limits.memory} covers the README's budget for ${workers} workers (${budget} MiB)`);
       t.ok(quantityMiB(limits.memory) <= budget * 1.5, 'without wasting half of it');
       const grace = Number(config.SHUTDOWN_GRACE_MS);
@@ -161,7 +161,7 @@ for (const target of TARGETS) {
       for (const name of Object.keys(config)) t.ok(source.includes(`'${name}'`), `${name} is read by config.ts`);
       const env = { ...config, WORKERS: String(workers), REDIS_URL: 'redis://:secret@privatoon-redis:6379' };
       const loaded = loadConfig(env);
-      t.equal(loaded.workers, workers);
+      t.equal(loaded.pool.workers, workers);
       t.equal(loaded.host, '0.0.0.0', 'listens on the pod network');
       t.not(loaded.metricsPort, 0, 'metrics on');
       t.equal(String(loaded.metricsPort), String((container.ports as Obj[]).find((p) => p.name === 'metrics')?.containerPort));

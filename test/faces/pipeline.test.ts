@@ -235,3 +235,15 @@ t.test('faces found beforehand skip detection', async (t) => {
   t.equal(detected, 0, 'the detector is not run');
   await t.rejects(stylizeFaces({ original: whole, result: whole, width: W, height: H, runHead: async (c) => c }), TypeError);
 });
+
+t.test('faces handed in are used as selected: the caller selects once (workers/pipeline.ts)', async (t) => {
+  const W = 300;
+  const H = 300;
+  const whole = constant(W, H, [9, 9, 9]);
+  const faces = [placedFace(rotation(0.6, 0, 60, 50)), placedFace(rotation(0.5, 0, 150, 150))];
+  // Limits that would drop both faces if they were applied again.
+  const out = await stylizeFaces({ original: whole, result: whole, width: W, height: H, faces, maxFaces: 0, minFaceSize: 4096, runHead: async (c) => c.fill(200) });
+  t.equal(out.faces, 2, 'both faces are placed');
+  const detected = await stylizeFaces({ original: whole, result: whole, width: W, height: H, detect: async () => faces, maxFaces: 0, minFaceSize: 4096, runHead: async (c) => c.fill(200) });
+  t.equal(detected.faces, 0, 'faces it detects itself are selected');
+});

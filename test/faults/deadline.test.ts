@@ -3,6 +3,7 @@
  * runs aborts the whole process). A real server process, a model that takes a few hundred ms per run, a deadline
  * shorter than one run: twenty 504s in a row, and the process, its pool and its neighbours carry on.
  */
+import { poolSettings } from '../../config.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -26,7 +27,7 @@ async function portrait(side = 512): Promise<Buffer> {
 
 t.test('pool: 20 deadlines inside session.run; the process and the pool carry on', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('slow', { layout: 'NCHW' }), bytes: buildSlowModel() }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, maxQueue: 4 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1, maxQueue: 4 }));
   t.teardown(() => pool.close());
   const image = await portrait();
   const small = await portrait(32);

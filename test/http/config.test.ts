@@ -13,15 +13,15 @@ t.test('defaults', async (t) => {
   const config = loadConfig({});
   t.equal(config.host, '127.0.0.1');
   t.equal(config.port, 8080);
-  t.same(config.modelsDirs, [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR], 'toon first (the default), then the learned styles');
-  t.ok(config.workers >= 1);
-  t.equal(config.maxQueue, config.workers * 4, 'queue: four per worker');
-  t.equal(config.ortIntraThreads, 1);
-  t.equal(config.ortInterThreads, 1);
-  t.equal(config.ortSpinning, false);
+  t.same(config.pool.modelsDirs, [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR], 'toon first (the default), then the learned styles');
+  t.ok(config.pool.workers >= 1);
+  t.equal(config.pool.maxQueue, config.pool.workers * 4, 'queue: four per worker');
+  t.equal(config.pool.intraOpThreads, 1);
+  t.equal(config.pool.interOpThreads, 1);
+  t.equal(config.pool.spinning, false);
   t.equal(config.maxUploadBytes, 10 * 1024 * 1024);
-  t.equal(config.maxInputPixels, 4096 * 4096);
-  t.equal(config.maxOutputSide, 4096);
+  t.equal(config.pool.maxInputPixels, 4096 * 4096);
+  t.equal(config.pool.maxOutputSide, 4096);
   t.equal(config.requestDeadlineMs, 30_000);
   t.equal(config.apiKeysFile, null, 'no keys file: the API is closed');
   t.equal(config.rateLimitMax, 60);
@@ -37,7 +37,7 @@ t.test('defaults', async (t) => {
   t.equal(config.testHooks, false);
   t.equal(config.allowRoot, false);
   t.equal(config.tlsCertFile, null);
-  t.ok(Object.isFrozen(config) && Object.isFrozen(config.modelsDirs), 'frozen');
+  t.ok(Object.isFrozen(config) && Object.isFrozen(config.pool) && Object.isFrozen(config.pool.modelsDirs), 'frozen');
 });
 
 t.test('values are parsed to their types', async (t) => {
@@ -53,9 +53,9 @@ t.test('values are parsed to their types', async (t) => {
     API_KEYS_FILE: 'keys.txt',
   });
   t.equal(config.port, 9000);
-  t.equal(config.maxQueue, 12, 'MAX_QUEUE follows WORKERS');
-  t.same(config.modelsDirs, ['/a', '/b/c']);
-  t.equal(config.ortSpinning, true);
+  t.equal(config.pool.maxQueue, 12, 'MAX_QUEUE follows WORKERS');
+  t.same(config.pool.modelsDirs, ['/a', '/b/c']);
+  t.equal(config.pool.spinning, true);
   t.equal(config.uiEnabled, false);
   t.same(config.trustProxy, ['127.0.0.1', '10.0.0.0/8', '::1', 'loopback']);
   t.equal(config.logLevel, 'warn');

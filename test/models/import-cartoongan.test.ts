@@ -78,5 +78,5 @@ t.test('the build wrote the four styles, pinned, with manifests the registry acc
     t.same({ ...m.size }, { maxShortSide: undefined, maxLongSide: 512, multiple: 4, pad: 'edge', resizeBack: true }, `${m.id}: a capped working size`);
   }
   await verifyModels(manifests.slice(0, 1)); // onnxruntime opens it, the hash holds, and its I/O fits the manifest
-  t.same(loadConfig({}).modelsDirs, [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR], 'served by default, after the built-in style');
+  t.same(loadConfig({}).pool.modelsDirs, [BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR], 'served by default, after the built-in style');
 });

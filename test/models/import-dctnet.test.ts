@@ -4,6 +4,7 @@
  * `output_image` uint8 [H, W, 3]) with seeded weights, since the real ones cannot be downloaded here. The graphs are
  * written as TF.js models (the reference runs those in TensorFlow.js) and as the frozen .pb files the folder holds.
  */
+import { poolSettings } from '../../config.js';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -164,7 +165,7 @@ t.test('the full pipeline: faces aligned to 288, stylised by the head model, ble
     const { folder } = await dctnetFolder(join(root, mask), mask);
     const out = join(root, mask, 'models');
     await importDctnet(folder, out, { id: 'dctnet' });
-    const pool = await InferencePool.start({ modelsDirs: [out, yunet], workers: 1, intraOpThreads: 2 });
+    const pool = await InferencePool.start(poolSettings({ modelsDirs: [out, yunet], workers: 1, intraOpThreads: 2 }));
     try {
       t.same(pool.styles.map((s) => [s.id, s.faceAware]), [['dctnet', true]], 'one face-aware style');
       const result = await pool.run(Buffer.from(photo), { style: 'dctnet', format: 'png', quality: 90 });
@@ -177,7 +178,7 @@ t.test('the full pipeline: faces aligned to 288, stylised by the head model, ble
   const { folder } = await dctnetFolder(join(root, 'plain'), 'ellipse');
   const plainOut = join(root, 'plain', 'models');
   await importDctnet(folder, plainOut, { id: 'dctnet' });
-  const plain = await InferencePool.start({ modelsDirs: [plainOut, yunet], workers: 1, intraOpThreads: 2, maxFaces: 0 });
+  const plain = await InferencePool.start(poolSettings({ modelsDirs: [plainOut, yunet], workers: 1, intraOpThreads: 2, maxFaces: 0 }));
   let wholeOnly: Buffer;
   try {
     wholeOnly = await sharp(Buffer.from((await plain.run(Buffer.from(photo), { style: 'dctnet', format: 'png', quality: 90 })).output)).raw().toBuffer();

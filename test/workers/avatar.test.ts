@@ -2,6 +2,7 @@
  * crop=face: the avatar square's geometry (centred on the face, clamped to the picture), and through the pool with
  * the real YuNet detector and White-box (read in place from ../shared; skipped, visibly, where absent).
  */
+import { poolSettings } from '../../config.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -30,7 +31,7 @@ const missing = [DETECTOR, WHITEBOX, IMAGES].find((p) => !existsSync(p));
 
 t.test('crop=face through the pool: a square avatar holding the face; no face is 422; toon refuses it', { skip: missing !== undefined && `${missing} is not present (../shared)` }, async (t) => {
   const models = whiteboxFaceModels(DETECTOR, WHITEBOX);
-  const pool = await InferencePool.start({ modelsDirs: [modelsDir(t, models), BUILTIN_MODELS_DIR], workers: 1, intraOpThreads: 2 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [modelsDir(t, models), BUILTIN_MODELS_DIR], workers: 1, intraOpThreads: 2 }));
   t.teardown(() => pool.close());
 
   const bytes = readFileSync(join(IMAGES, 'obama_halfbody.jpg'));

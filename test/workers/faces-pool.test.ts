@@ -2,6 +2,7 @@
  * The face-aware path through the pool, with the real YuNet detector and White-box as both the whole-image and the
  * head model (read in place from ../shared; skipped where absent).
  */
+import { poolSettings } from '../../config.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -21,7 +22,7 @@ if (!existsSync(DETECTOR) || !existsSync(WHITEBOX) || !existsSync(IMAGES)) {
   const models = whiteboxFaceModels(DETECTOR, WHITEBOX);
 
   t.test('faces are found, stylised and counted; require_face refuses a photo without one', async (t) => {
-    const pool = await InferencePool.start({ modelsDirs: [modelsDir(t, models), BUILTIN_MODELS_DIR], workers: 1, intraOpThreads: 2 });
+    const pool = await InferencePool.start(poolSettings({ modelsDirs: [modelsDir(t, models), BUILTIN_MODELS_DIR], workers: 1, intraOpThreads: 2 }));
     t.teardown(() => pool.close());
     t.same(
       pool.styles.map((s) => [s.id, s.faceAware]),
@@ -58,8 +59,8 @@ if (!existsSync(DETECTOR) || !existsSync(WHITEBOX) || !existsSync(IMAGES)) {
   t.test('an unknown detector family or a model that is no detector stops the start', async (t) => {
     const [detector] = models;
     const bad = modelsDir(t, [{ manifest: { ...detector!.manifest, family: 'retinaface' } }, ...models.slice(1)]);
-    await t.rejects(InferencePool.start({ modelsDirs: [bad], workers: 1 }), { message: /yunet\.json: field "family" is "retinaface"; known detector families: yunet/ });
+    await t.rejects(InferencePool.start(poolSettings({ modelsDirs: [bad], workers: 1 })), { message: /yunet\.json: field "family" is "retinaface"; known detector families: yunet/ });
     const notDetector = modelsDir(t, [{ manifest: { ...detector!.manifest, file: WHITEBOX, input: models[1]!.manifest['input'] } }, ...models.slice(1)]);
-    await t.rejects(InferencePool.start({ modelsDirs: [notDetector], workers: 1 }), { message: /yunet\.json: field "file" is not a yunet detector/ });
+    await t.rejects(InferencePool.start(poolSettings({ modelsDirs: [notDetector], workers: 1 })), { message: /yunet\.json: field "file" is not a yunet detector/ });
   });
 }

@@ -19,7 +19,7 @@ const base: FuzzOptions = {
   runSeed: 1,
   cases: 0,
   jobs: 1,
-  limits: { maxInputPixels: config.maxInputPixels, maxOutputSide: config.maxOutputSide },
+  limits: { maxInputPixels: config.pool.maxInputPixels, maxOutputSide: config.pool.maxOutputSide },
   hangMs: 2000,
   killMs: 10_000,
   memoryBytes: 512 * 2 ** 20,

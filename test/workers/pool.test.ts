@@ -1,7 +1,8 @@
 import sharp from 'sharp';
+import { poolSettings } from '../../config.js';
 import t from 'tap';
 import { buildChannel0Model, buildInvertModel, buildSlowModel } from '../../models/generate/test-models.js';
-import type { CartoonizeOptions } from '../../contract.js';
+import { DEFAULT_QUALITY, type CartoonizeOptions } from '../../contract.js';
 import { InferencePool, ownedArrayBuffer } from '../../pool/inference-pool.js';
 import { imageManifest, modelsDir } from '../fixtures/models.js';
 
@@ -28,7 +29,7 @@ t.test('each layout and value range is honoured (invert models)', async (t) => {
       models.push({ manifest: imageManifest(id, { layout, range }), bytes: buildInvertModel({ layout, range }) });
     }
   }
-  const pool = await InferencePool.start({ modelsDirs: [modelsDir(t, models)], workers: 1 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [modelsDir(t, models)], workers: 1 }));
   t.teardown(() => pool.close());
   const { png, raw } = await gradient();
   for (const { manifest } of models) {
@@ -46,7 +47,7 @@ t.test('channel order is honoured (channel-0 models)', async (t) => {
     { manifest: imageManifest('rgb', { layout: 'NHWC', channels: 'RGB' }), bytes },
     { manifest: imageManifest('bgr', { layout: 'NHWC', channels: 'BGR' }), bytes },
   ]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }));
   t.teardown(() => pool.close());
   const blue = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 0, g: 0, b: 255 } } }).png().toBuffer();
   const viaRgb = await pixels((await pool.run(Buffer.from(blue), opts('rgb'))).output);
@@ -62,7 +63,7 @@ t.test('padding to a multiple is cropped away again, and the output can be cappe
       bytes: buildInvertModel({ layout: 'NCHW', range: '-1..1' }),
     },
   ]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }));
   t.teardown(() => pool.close());
   const { png, raw } = await gradient(37, 21);
   const result = await pool.run(Buffer.from(png), opts('padded'));
@@ -79,7 +80,7 @@ t.test('padding to a multiple is cropped away again, and the output can be cappe
 
 t.test('buffers are transferred on both legs, and pooled Buffers are copied, never moved', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }));
   t.teardown(() => pool.close());
   const { png } = await gradient();
 
@@ -106,7 +107,7 @@ t.test('buffers are transferred on both legs, and pooled Buffers are copied, nev
 
 t.test('bad input gives typed errors and the pool carries on', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, maxInputPixels: 100_000 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1, maxInputPixels: 100_000 }));
   t.teardown(() => pool.close());
   const { png } = await gradient();
   const jpeg = await sharp(png).resize(300, 200).jpeg().toBuffer();
@@ -125,7 +126,7 @@ t.test('bad input gives typed errors and the pool carries on', async (t) => {
 
 t.test('a queued task whose client went away is dropped; a full queue is a typed 503', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, maxQueue: 1, testHooks: true });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1, maxQueue: 1 }), { testHooks: true });
   t.teardown(() => pool.destroy());
   const { png } = await gradient();
 
@@ -153,7 +154,7 @@ t.test('a queued task whose client went away is dropped; a full queue is a typed
 
 t.test('a worker that throws or dies is survived', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, testHooks: true });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }), { testHooks: true });
   t.teardown(() => pool.close());
   const { png } = await gradient();
   await t.rejects(pool.run(Buffer.from(png), opts('inv'), { testHook: 'throw' }), { code: 'PTOON_WORKER_FAILED', statusCode: 500 });
@@ -166,7 +167,7 @@ t.test('a worker that throws or dies is survived', async (t) => {
 
 t.test('test hooks are ignored unless enabled', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }));
   t.teardown(() => pool.close());
   const { png } = await gradient();
   t.equal((await pool.run(Buffer.from(png), opts('inv'), { testHook: 'exit' })).width, 48);
@@ -174,7 +175,7 @@ t.test('test hooks are ignored unless enabled', async (t) => {
 
 t.test('two workers run inference concurrently without crashing', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('slow', { layout: 'NCHW' }), bytes: buildSlowModel() }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 2, maxQueue: 64 });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 2, maxQueue: 64 }));
   t.teardown(() => pool.close());
   const { png } = await gradient(256, 256);
   const results = await Promise.all(Array.from({ length: 12 }, () => pool.run(Buffer.from(png), opts('slow'))));
@@ -185,7 +186,7 @@ t.test('two workers run inference concurrently without crashing', async (t) => {
 
 t.test('a client that hangs up on a running task does not take its deadline away', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start({ modelsDirs: [dir], workers: 1, testHooks: true });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }), { testHooks: true });
   t.teardown(() => pool.destroy());
   const { png } = await gradient();
   const client = new AbortController();
@@ -200,4 +201,14 @@ t.test('a client that hangs up on a running task does not take its deadline away
   const next = await pool.run(Buffer.from(png), opts('inv'), { deadlineMs: 10_000 });
   t.equal(next.width, 48);
   t.ok(Date.now() - started < 30_000, `served after ${Date.now() - started} ms, not after the hang's 60 s`);
+});
+
+t.test('the pool owns the option defaults: its default style, the format\'s quality', async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('alpha', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }, { manifest: imageManifest('toon', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }));
+  t.teardown(() => pool.close());
+  t.equal(pool.defaultStyle, 'toon', 'toon where it is served, even when not first');
+  t.same(pool.withDefaults({ format: 'webp' }), { format: 'webp', style: 'toon', quality: DEFAULT_QUALITY.webp });
+  t.same(pool.withDefaults({ format: 'avif', style: 'alpha', quality: 40 }), { format: 'avif', style: 'alpha', quality: 40 });
+  t.throws(() => pool.withDefaults({ format: 'jpeg', style: 'nope' }), { code: 'PTOON_UNKNOWN_STYLE' });
 });

@@ -1,6 +1,7 @@
 /**
  * The pipeline on real pretrained models and real photos from ../shared (read in place; skipped where absent).
  */
+import { poolSettings } from '../../config.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -29,7 +30,7 @@ if (!existsSync(join(MODELS, 'whitebox_cartoon_nhwc.onnx')) || !existsSync(IMAGE
 
   t.test('White-box (NHWC and NCHW) and the built-in style on every real photo', async (t) => {
     const dir = modelsDir(t, [whitebox('NHWC'), whitebox('NCHW')]);
-    const pool = await InferencePool.start({ modelsDirs: [dir, BUILTIN_MODELS_DIR], workers: 2, intraOpThreads: 1 });
+    const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir, BUILTIN_MODELS_DIR], workers: 2, intraOpThreads: 1 }));
     t.teardown(() => pool.close());
     const photos = ['astronaut_eileen_collins.png', 'obama_biden_two_people.jpg', 'coffee_no_person.png'];
     for (const name of photos) {

@@ -40,8 +40,8 @@ export interface StylizeFacesArgs extends FaceOptions {
   /** Finds the faces on `original`; not called when `faces` is given. */
   detect?: DetectFaces | undefined;
   /**
-   * Faces already found on `original` (e.g. detected before the whole-image model ran, to answer NO_FACE early);
-   * they still go through the size floor and `maxFaces`.
+   * Faces already found and selected on `original` (workers/pipeline.ts detects and selects them before the
+   * whole-image model runs, to answer NO_FACE early): used as given, not selected again.
    */
   faces?: readonly Face[] | undefined;
   runHead: RunHead;
@@ -151,12 +151,12 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
   if (mask.width !== cropSize || mask.height !== cropSize) throw new RangeError(`the mask is ${mask.width}x${mask.height}; the crop is ${cropSize}`);
 
   const t0 = performance.now();
-  let found = args.faces;
-  if (found === undefined) {
+  // Faces handed in were selected by the caller (workers/pipeline.ts selects them once, before the whole-image pass).
+  let faces = args.faces;
+  if (faces === undefined) {
     if (args.detect === undefined) throw new TypeError('stylizeFaces needs either `faces` or `detect`');
-    found = await args.detect(original, width, height);
+    faces = selectFaces(await args.detect(original, width, height), maxFaces, minFaceSize);
   }
-  const faces = selectFaces(found, maxFaces, minFaceSize);
   const t1 = performance.now();
 
   const rgb = new Uint8Array(result);
