@@ -23,6 +23,7 @@
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
+import { DEFAULT_QUALITY } from '../contract.js';
 import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../models/registry.js';
 import { list, num, readFlags } from './lib/args.js';
 import { benchImages } from './lib/images.js';
@@ -50,8 +51,8 @@ const flags = readFlags('npm run bench -- [flags]', {
 const baseline = flags.baseline === '' ? undefined : resolve(flags.baseline);
 const rounds = Math.max(1, num(flags.rounds, 'rounds'));
 const stageRounds = Math.max(1, num(flags['stage-rounds'], 'stage-rounds'));
-/** The service's default quality (routes/cartoonize.ts); the stage table encodes at it too. */
-const QUALITY = 85;
+/** The service's default JPEG quality, which the HTTP rows get (they name none); the stage table encodes at it too. */
+const QUALITY = DEFAULT_QUALITY.jpeg;
 const styles = list(flags.styles);
 const size = num(flags.size, 'size');
 const seconds = num(flags.seconds, 'seconds');
