@@ -8,7 +8,7 @@
  * is the service's own (node is spawned directly), so /proc/<pid>/status and signals reach the service itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,7 +67,23 @@ export interface Service {
 
 const OUTPUT_KEEP = 256 * 1024;
 /** Variables passed through from the bench's own environment: allocator and thread-pool experiments. */
-const PASS_THROUGH = ['UV_THREADPOOL_SIZE', 'MALLOC_ARENA_MAX', 'LD_PRELOAD', 'TZ'];
+const PASS_THROUGH = ['UV_THREADPOOL_SIZE', 'MALLOC_ARENA_MAX', 'LD_PRELOAD', 'TZ', 'GLIBC_TUNABLES'];
+
+/**
+ * The variables `npm start` sets before node (package.json's start script: the allocator's scrubbing of freed
+ * memory), so that the benchmark measures the service as it is deployed. Set GLIBC_TUNABLES yourself (passed through,
+ * e.g. `GLIBC_TUNABLES=glibc.malloc.perturb=0`) to measure without.
+ */
+export function startScriptEnv(root = PROJECT_ROOT): Record<string, string> {
+  const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+  const env: Record<string, string> = {};
+  for (const word of start.split(/\s+/)) {
+    const assignment = /^([A-Z_][A-Z0-9_]*)=(\S*)$/.exec(word);
+    if (assignment === null) break; // the command itself
+    env[assignment[1]!] = assignment[2]!;
+  }
+  return env;
+}
 
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -161,7 +177,7 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
   const { entry, args } = opts.root === undefined ? serverEntry() : { entry: 'tsx' as const, args: ['--import', 'tsx', join(opts.root, 'server.ts')] };
   // BENCH_NODE_ARGS: flags for the service's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (main thread and workers).
   const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: opts.root ?? PROJECT_ROOT, env: { ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: opts.root ?? PROJECT_ROOT, env: { ...startScriptEnv(opts.root), ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
   let onListening: (url: string) => void = () => {};

@@ -7,6 +7,7 @@ import t from 'tap';
 import { HTTP_ALLOWANCE_BYTES, memoryBudget } from '../../bench/lib/budget.js';
 import { HttpClient, closedLoop, openLoop, outcomeKey, parseServerTiming } from '../../bench/lib/client.js';
 import { parsePrometheus, poolGauges } from '../../bench/lib/metrics.js';
+import { startScriptEnv } from '../../bench/lib/server.js';
 import { countBy, percentile, summarize } from '../../bench/lib/stats.js';
 
 const MiB = 2 ** 20;
@@ -66,4 +67,10 @@ t.test('closed and open loops against a local server', async (t) => {
   t.equal(open.outcomes.length, 20, '50/s for 0.4 s: 20 arrivals, each answered');
   t.ok(open.outcomes.every((o) => o.status === 200));
   t.throws(() => new HttpClient('http://example.com'), /only target 127\.0\.0\.1/);
+});
+
+t.test('benchmarks start the service with the environment of `npm start` (the allocator setting)', async (t) => {
+  const env = startScriptEnv();
+  t.match(env['GLIBC_TUNABLES'], /glibc\.malloc\.perturb=\d+/);
+  t.same(Object.keys(env), ['GLIBC_TUNABLES'], 'only the assignments before the command');
 });
