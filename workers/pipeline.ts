@@ -134,13 +134,13 @@ async function runImageModel(
   const t0 = performance.now();
   const padded = padTo(width, size.multiple) * padTo(height, size.multiple);
   const room = scratch?.tensor(padded);
-  const tensor = toTensor(rgb, width, height, input, size.multiple, size.pad, room);
+  const tensor = toTensor(rgb, width, height, input, size.multiple, size.pad, room, scratch);
   let result: OutputTensor | undefined;
   try {
     const t1 = performance.now();
     result = await model.run(tensor.data, tensor.dims);
     const t2 = performance.now();
-    const pixels = fromTensor(result.data, result.dims, output, width, height, scratch?.pixels(width * height));
+    const pixels = fromTensor(result.data, result.dims, output, width, height, scratch?.pixels(width * height), scratch);
     if (stages !== undefined) Object.assign(stages, { pack: t1 - t0, run: t2 - t1, unpack: performance.now() - t2 });
     return pixels;
   } finally {

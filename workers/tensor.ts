@@ -5,6 +5,34 @@
  * Pixels are always interleaved 8-bit RGB (HWC), as libvips hands them over.
  */
 import type { PadMode, TensorSpec, ValueRange } from '../models/manifest.js';
+import { SIMD_BLOCK, type PixelKernels } from './simd.js';
+
+/**
+ * Where the WebAssembly kernels can pack and unpack (workers/scratch.ts): their memory, and copies into it. Arrays
+ * that already live in `buffer` are used in place; others are staged, or the JavaScript loops run.
+ */
+export interface SimdRoom {
+  readonly kernels: PixelKernels | undefined;
+  readonly buffer: ArrayBuffer | undefined;
+  stageBytes(bytes: Uint8Array): number | undefined;
+  stageFloats(values: Float32Array): number | undefined;
+}
+
+/** Byte addresses of the source and destination in the kernels' memory, or undefined where they cannot run. */
+function kernelAddresses<S extends Uint8Array | Float32Array>(
+  simd: SimdRoom | undefined,
+  source: S,
+  destination: Float32Array | Uint8Array,
+  stage: (room: SimdRoom, source: S) => number | undefined,
+): { kernels: PixelKernels; src: number; dst: number } | undefined {
+  const kernels = simd?.kernels;
+  if (simd === undefined || kernels === undefined || destination.buffer !== simd.buffer) return undefined;
+  const src = source.buffer === simd.buffer ? source.byteOffset : stage(simd, source);
+  return src === undefined ? undefined : { kernels, src, dst: destination.byteOffset };
+}
+
+/** The part of a row the kernels take: whole blocks. */
+const blocks = (count: number): number => count - (count % SIMD_BLOCK);
 
 export interface PackedTensor {
   data: Float32Array;
@@ -54,7 +82,8 @@ function region<T extends Float32Array | Uint8Array>(scratch: T | undefined, len
  * multiple are filled with a grey level or with the nearest border pixel ('edge').
  *
  * One pass, specialised by layout, with no per-pixel branches: this runs on the request path of every image. With
- * `scratch` (a worker's reusable buffer) the tensor is written into its first elements instead of a new array.
+ * `scratch` (a worker's reusable buffer) the tensor is written into its first elements instead of a new array; with
+ * `simd` too (the same worker's kernels, whose memory holds that buffer) the kernels take every row's whole blocks.
  */
 export function toTensor(
   rgb: Uint8Array,
@@ -64,6 +93,7 @@ export function toTensor(
   multiple = 1,
   pad: PadMode = 'edge',
   scratch?: Float32Array,
+  simd?: SimdRoom,
 ): PackedTensor {
   if (rgb.length !== width * height * 3) throw new RangeError(`expected ${width * height * 3} bytes of RGB, got ${rgb.length}`);
   const pw = padTo(width, multiple);
@@ -73,7 +103,9 @@ export function toTensor(
   const [scale, offset] = affine(spec.range);
   const grey = pad === 'edge' ? undefined : pad * scale + offset;
   const bgr = spec.channels === 'BGR';
-  const job: Packing = { rgb, width, height, data, pw, ph, level, bgr, grey };
+  // The kernels keep channel order only in the interleaved layout: a BGR NHWC model gets the JavaScript loop.
+  const fast = spec.layout === 'NCHW' || !bgr ? kernelAddresses(simd, rgb, data, (room, bytes) => room.stageBytes(bytes)) : undefined;
+  const job: Packing = { rgb, width, height, data, pw, ph, level, bgr, grey, simd: fast && { ...fast, scale, offset } };
   if (spec.layout === 'NCHW') {
     packPlanar(job);
     return { data, dims: [1, 3, ph, pw], width: pw, height: ph };
@@ -93,18 +125,25 @@ interface Packing {
   level: Float32Array;
   bgr: boolean;
   grey: number | undefined;
+  /** The kernels and the byte addresses of `rgb` and `data` in their memory: they take each row's whole blocks. */
+  simd: { kernels: PixelKernels; src: number; dst: number; scale: number; offset: number } | undefined;
 }
 
-function packPlanar({ rgb, width, height, data, pw, ph, level, bgr, grey }: Packing): void {
+function packPlanar({ rgb, width, height, data, pw, ph, level, bgr, grey, simd }: Packing): void {
   const plane = pw * ph;
   // Where red, green and blue go: BGR puts red in the third plane.
   const r0 = bgr ? 2 * plane : 0;
   const g0 = plane;
   const b0 = bgr ? 0 : 2 * plane;
-  for (let y = 0, i = 0; y < height; y++) {
+  const done = simd === undefined ? 0 : blocks(width);
+  for (let y = 0; y < height; y++) {
     const row = y * pw;
     const end = row + width;
-    for (let p = row; p < end; p++, i += 3) {
+    if (simd !== undefined && done > 0) {
+      const at = (index: number) => simd.dst + 4 * index;
+      simd.kernels.deinterleave(simd.src + y * width * 3, at(r0 + row), at(g0 + row), at(b0 + row), done, simd.scale, simd.offset);
+    }
+    for (let p = row + done, i = (y * width + done) * 3; p < end; p++, i += 3) {
       data[r0 + p] = level[rgb[i]!]!;
       data[g0 + p] = level[rgb[i + 1]!]!;
       data[b0 + p] = level[rgb[i + 2]!]!;
@@ -123,17 +162,25 @@ function packPlanar({ rgb, width, height, data, pw, ph, level, bgr, grey }: Pack
   }
 }
 
-function packInterleaved({ rgb, width, height, data, pw, ph, level, bgr, grey }: Packing): void {
+function packInterleaved({ rgb, width, height, data, pw, ph, level, bgr, grey, simd }: Packing): void {
   // Offsets of red and blue inside a pixel: BGR swaps them.
   const rc = bgr ? 2 : 0;
   const bc = bgr ? 0 : 2;
   for (let y = 0, i = 0; y < height; y++) {
     const row = y * pw * 3;
     const end = row + width * 3;
-    for (let d = row; d < end; d += 3, i += 3) {
-      data[d + rc] = level[rgb[i]!]!;
-      data[d + 1] = level[rgb[i + 1]!]!;
-      data[d + bc] = level[rgb[i + 2]!]!;
+    if (simd !== undefined) {
+      // RGB order (the kernels are not used for BGR here): value by value, whole blocks, then the row's rest.
+      const done = blocks(width * 3);
+      simd.kernels.widen(simd.src + i, simd.dst + 4 * row, done, simd.scale, simd.offset);
+      for (let k = done; k < width * 3; k++) data[row + k] = level[rgb[i + k]!]!;
+      i += width * 3;
+    } else {
+      for (let d = row; d < end; d += 3, i += 3) {
+        data[d + rc] = level[rgb[i]!]!;
+        data[d + 1] = level[rgb[i + 1]!]!;
+        data[d + bc] = level[rgb[i + 2]!]!;
+      }
     }
     for (let d = end; d < row + pw * 3; d += 3) {
       if (grey === undefined) data.copyWithin(d, end - 3, end);
@@ -158,6 +205,7 @@ export function fromTensor(
   width: number,
   height: number,
   scratch?: Uint8Array,
+  simd?: SimdRoom,
 ): Uint8Array {
   if (dims.length !== 4 || dims[0] !== 1) throw new RangeError(`expected an output of shape [1, ...], got [${dims.join(', ')}]`);
   const nchw = spec.layout === 'NCHW';
@@ -169,15 +217,23 @@ export function fromTensor(
   const inverse = 1 / scale;
   const bgr = spec.channels === 'BGR';
   const rgb = region(scratch, width * height * 3, (n) => new Uint8Array(n));
-  // Uint8ClampedArray rounds half to even and clamps, and maps NaN to 0: exactly the conversion wanted, done by V8.
+  // Uint8ClampedArray rounds half to even and clamps, and maps NaN to 0: exactly the conversion wanted, done by V8
+  // (and by the kernels, simd.ts).
   const out = new Uint8ClampedArray(rgb.buffer, rgb.byteOffset, rgb.length);
+  const fast = nchw || !bgr ? kernelAddresses(simd, data.subarray(0, tw * th * 3), rgb, (room, values) => room.stageFloats(values)) : undefined;
   if (nchw) {
     const plane = tw * th;
     const r0 = bgr ? 2 * plane : 0;
     const b0 = bgr ? 0 : 2 * plane;
+    const done = fast === undefined ? 0 : blocks(width);
     for (let y = 0, dst = 0; y < height; y++) {
       const end = y * tw + width;
-      for (let p = y * tw; p < end; p++, dst += 3) {
+      if (fast !== undefined && done > 0) {
+        const at = (index: number) => fast.src + 4 * (index + y * tw);
+        fast.kernels.interleave(at(r0), at(plane), at(b0), fast.dst + dst, done, offset, inverse);
+        dst += done * 3;
+      }
+      for (let p = y * tw + done; p < end; p++, dst += 3) {
         out[dst] = (data[r0 + p]! - offset) * inverse;
         out[dst + 1] = (data[plane + p]! - offset) * inverse;
         out[dst + 2] = (data[b0 + p]! - offset) * inverse;
@@ -188,6 +244,14 @@ export function fromTensor(
     const bc = bgr ? 0 : 2;
     for (let y = 0, dst = 0; y < height; y++) {
       const end = (y * tw + width) * 3;
+      if (fast !== undefined) {
+        // RGB order: value by value, whole blocks, then the row's rest.
+        const done = blocks(width * 3);
+        fast.kernels.narrow(fast.src + 4 * y * tw * 3, fast.dst + dst, done, offset, inverse);
+        for (let k = done; k < width * 3; k++) out[dst + k] = (data[y * tw * 3 + k]! - offset) * inverse;
+        dst += width * 3;
+        continue;
+      }
       for (let s = y * tw * 3; s < end; s += 3, dst += 3) {
         out[dst] = (data[s + rc]! - offset) * inverse;
         out[dst + 1] = (data[s + 1]! - offset) * inverse;

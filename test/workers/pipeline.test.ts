@@ -59,10 +59,11 @@ t.test('the reusable buffers are used for the whole-image pass and hold nothing 
     const reply = await pipeline(watched, new Uint8Array(input), { style: 'nearfree-bench', format, quality: 85 }, CONFIG, scratch);
     t.ok(reply.ok, `${format}: answered`);
     t.ok(sawScratch && sawPixels, `${format}: the model read the photo from the worker's buffer`);
-    const { tensor, pixels } = scratch.peek();
+    const { tensor, pixels, staging } = scratch.peek();
     t.ok(tensor.length >= 512 * 384 * 3 && pixels.length >= 512 * 384 * 3, `${format}: the buffers cover the image`);
     t.ok(allZero(tensor), `${format}: tensor buffer all zero after the task`);
     t.ok(allZero(pixels), `${format}: pixel buffer all zero after the task`);
+    t.ok(allZero(staging), `${format}: the kernels' staging area all zero after the task`);
   }
 });
 
@@ -91,6 +92,7 @@ t.test('the buffers are wiped when a task fails after packing', async (t) => {
   t.ok(scratch.peek().tensor.length > 0, 'the tensor buffer was used');
   t.ok(allZero(scratch.peek().tensor), 'tensor buffer all zero');
   t.ok(allZero(scratch.peek().pixels), 'pixel buffer all zero');
+  t.ok(allZero(scratch.peek().staging), 'staging area all zero');
 });
 
 t.test('an image above the bound gets arrays of its own: the retained buffers do not grow', async (t) => {
