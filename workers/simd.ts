@@ -143,6 +143,20 @@ class Body {
     return this.v(simd.shuffle).raw(...lanes);
   }
 
+  /** A new v128 local holding a double parameter in both lanes. */
+  splat(param: number): number {
+    const local = this.local(V128);
+    this.get(param).v(simd.f64x2Splat).set(local);
+    return local;
+  }
+
+  /** A new i32 local: `base + count * size`, where a loop over `count` items of `size` bytes from `base` ends. */
+  end(base: number, count: number, size: number): number {
+    const local = this.local(I32);
+    this.get(count).i32(size).raw(op.i32Mul).get(base).raw(op.i32Add).set(local);
+    return local;
+  }
+
   /** `local += step` for an i32 local. */
   advance(index: number, step: number): this {
     return this.get(index).i32(step).raw(op.i32Add).set(index);
@@ -238,14 +252,8 @@ function interleaveLanes(v: number): [number[], number[]] {
 function widen(): number[] {
   const [src, dst, n, scale, offset] = [0, 1, 2, 3, 4];
   const f = new Body(5);
-  const end = f.local(I32);
-  const sc = f.local(V128);
-  const of = f.local(V128);
-  const bytes = f.local(V128);
-  const wide = f.local(V128);
-  const quad = f.local(V128);
-  f.get(scale).v(simd.f64x2Splat).set(sc).get(offset).v(simd.f64x2Splat).set(of);
-  f.get(src).get(n).raw(op.i32Add).set(end);
+  const [end, sc, of] = [f.end(src, n, 1), f.splat(scale), f.splat(offset)];
+  const [bytes, wide, quad] = [f.local(V128), f.local(V128), f.local(V128)];
   f.whileBelow(src, end, () => {
     f.get(src).mem(simd.load, 0).set(bytes);
     storeWidened(f, bytes, dst, sc, of, wide, quad);
@@ -257,12 +265,7 @@ function widen(): number[] {
 function narrow(): number[] {
   const [src, dst, n, offset, inverse] = [0, 1, 2, 3, 4];
   const f = new Body(5);
-  const end = f.local(I32);
-  const of = f.local(V128);
-  const inv = f.local(V128);
-  const x = f.local(V128);
-  f.get(offset).v(simd.f64x2Splat).set(of).get(inverse).v(simd.f64x2Splat).set(inv);
-  f.get(dst).get(n).raw(op.i32Add).set(end);
+  const [end, of, inv, x] = [f.end(dst, n, 1), f.splat(offset), f.splat(inverse), f.local(V128)];
   f.whileBelow(dst, end, () => {
     f.get(dst);
     loadNarrowed(f, src, of, inv, x);
@@ -275,15 +278,9 @@ function narrow(): number[] {
 function deinterleave(): number[] {
   const [src, d0, d1, d2, pixels, scale, offset] = [0, 1, 2, 3, 4, 5, 6];
   const f = new Body(7);
-  const end = f.local(I32);
-  const sc = f.local(V128);
-  const of = f.local(V128);
+  const [end, sc, of] = [f.end(src, pixels, 3), f.splat(scale), f.splat(offset)];
   const [a, b, c] = [f.local(V128), f.local(V128), f.local(V128)];
-  const bytes = f.local(V128);
-  const wide = f.local(V128);
-  const quad = f.local(V128);
-  f.get(scale).v(simd.f64x2Splat).set(sc).get(offset).v(simd.f64x2Splat).set(of);
-  f.get(pixels).i32(3).raw(op.i32Mul).get(src).raw(op.i32Add).set(end);
+  const [bytes, wide, quad] = [f.local(V128), f.local(V128), f.local(V128)];
   f.whileBelow(src, end, () => {
     f.get(src).mem(simd.load, 0).set(a).get(src).mem(simd.load, 16).set(b).get(src).mem(simd.load, 32).set(c);
     [d0, d1, d2].forEach((dst, ch) => {
@@ -299,13 +296,8 @@ function deinterleave(): number[] {
 function interleave(): number[] {
   const [s0, s1, s2, dst, pixels, offset, inverse] = [0, 1, 2, 3, 4, 5, 6];
   const f = new Body(7);
-  const end = f.local(I32);
-  const of = f.local(V128);
-  const inv = f.local(V128);
-  const x = f.local(V128);
+  const [end, of, inv, x] = [f.end(dst, pixels, 3), f.splat(offset), f.splat(inverse), f.local(V128)];
   const channels = [f.local(V128), f.local(V128), f.local(V128)];
-  f.get(offset).v(simd.f64x2Splat).set(of).get(inverse).v(simd.f64x2Splat).set(inv);
-  f.get(pixels).i32(3).raw(op.i32Mul).get(dst).raw(op.i32Add).set(end);
   f.whileBelow(dst, end, () => {
     [s0, s1, s2].forEach((src, ch) => {
       loadNarrowed(f, src, of, inv, x);
