@@ -36,13 +36,20 @@ const MAX_PIXELS = 4096 * 4096;
 interface Implementation {
   image: typeof import('../../workers/image.js');
   tensor: typeof import('../../workers/tensor.js');
+  /** The worker's reusable buffers (and, where it has them, its SIMD kernels); absent in older checkouts. */
+  scratch?: typeof import('../../workers/scratch.js') | undefined;
 }
 
 export async function loadImplementation(root?: string): Promise<Implementation> {
-  if (root === undefined) return { image: await import('../../workers/image.js'), tensor: await import('../../workers/tensor.js') };
+  if (root === undefined) {
+    return { image: await import('../../workers/image.js'), tensor: await import('../../workers/tensor.js'), scratch: await import('../../workers/scratch.js') };
+  }
   const load = (file: string) => import(pathToFileURL(join(root, 'workers', file)).href);
-  return { image: await load('image.ts'), tensor: await load('tensor.ts') };
+  return { image: await load('image.ts'), tensor: await load('tensor.ts'), scratch: await load('scratch.ts').catch(() => undefined) };
 }
+
+/** Pixels the stage table's reusable buffers cover: every benchmark photo. */
+const SCRATCH_PIXELS = 2048 * 2048;
 
 function cpuMs(since: NodeJS.CpuUsage): number {
   const used = process.cpuUsage(since);
@@ -71,14 +78,18 @@ export async function stageCosts(
     graphOptimizationLevel: 'all',
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   });
-  // The pipeline's own reusable buffers when the implementation has them (a per-worker scratch): sized once here.
-  const scratch = { tensor: new Float32Array(2048 * 2048 * 3), pixels: new Uint8Array(2048 * 2048 * 3) };
+  // Each implementation's own reusable buffers, as one of its workers holds them (with its SIMD kernels where it has
+  // them); plain arrays for a checkout without them.
+  const scratches = impls.map((impl) => (impl.scratch === undefined ? undefined : new impl.scratch.Scratch(SCRATCH_PIXELS)));
   const samples = impls.map(() => ({ probe: [], decode: [], pack: [], run: [], unpack: [], encode: [], floor: [] }) as Record<Stage | 'floor', number[]>);
   const outputBytes = impls.map(() => 0);
   let outputs = 0;
 
+  const plain = { tensor: new Float32Array(SCRATCH_PIXELS * 3), pixels: new Uint8Array(SCRATCH_PIXELS * 3) };
   const once = async (impl: Implementation, jpeg: Buffer, into: Record<Stage | 'floor', number[]> | undefined): Promise<number> => {
     const { image: img, tensor: tns } = impl;
+    const own = scratches[impls.indexOf(impl)];
+    const room = own === undefined ? plain : { tensor: own.tensor(SCRATCH_PIXELS)!, pixels: own.pixels(SCRATCH_PIXELS)! };
     const times: Partial<Record<Stage | 'floor', number>> = {};
     let t = process.cpuUsage();
     const probed = await img.probe(jpeg, MAX_PIXELS);
@@ -88,13 +99,13 @@ export async function stageCosts(
     const decoded = await img.decode(jpeg, probed, inner.width, inner.height, MAX_PIXELS);
     times.decode = cpuMs(t);
     t = process.cpuUsage();
-    const packed = tns.toTensor(decoded.rgb, decoded.width, decoded.height, manifest.input, manifest.size.multiple, manifest.size.pad, scratch.tensor);
+    const packed = tns.toTensor(decoded.rgb, decoded.width, decoded.height, manifest.input, manifest.size.multiple, manifest.size.pad, room.tensor, own);
     times.pack = cpuMs(t);
     t = process.cpuUsage();
     const out = (await session.run({ [manifest.input.name]: new ort.Tensor('float32', packed.data, packed.dims) }, [manifest.output.name]))[manifest.output.name] as ort.Tensor;
     times.run = cpuMs(t);
     t = process.cpuUsage();
-    const rgb = tns.fromTensor(out.data as Float32Array, out.dims, manifest.output, decoded.width, decoded.height, scratch.pixels);
+    const rgb = tns.fromTensor(out.data as Float32Array, out.dims, manifest.output, decoded.width, decoded.height, room.pixels, own);
     times.unpack = cpuMs(t);
     t = process.cpuUsage();
     const encoded = await img.encode({ ...decoded, rgb }, probed.width, probed.height, 'jpeg', opts.quality);
@@ -108,6 +119,7 @@ export async function stageCosts(
       .toBuffer();
     times.floor = cpuMs(t);
     if (into !== undefined) for (const [stage, ms] of Object.entries(times)) into[stage as Stage | 'floor'].push(ms);
+    own?.wipe();
     return encoded.length;
   };
 
