@@ -120,7 +120,8 @@ async function requestRecordPlugin(fastify: FastifyInstance) {
     if (state.outcome !== null) return;
     const outcome: RequestOutcome = reply.raw.writableFinished ? 'answered' : 'aborted';
     state.outcome = outcome;
-    if (outcome === 'aborted') state.hangUp?.abort();
+    const hangUp = state.hangUp;
+    if (outcome === 'aborted' && hangUp !== null) guarded(request.log, 'hang-up signal', () => hangUp.abort());
     for (const fn of state.done.splice(0)) guarded(request.log, 'end-of-request work', () => fn(outcome));
     const record = recordOf(request, reply, outcome);
     for (const consume of consumers) guarded(request.log, 'request record consumer', () => consume(record, request.log));
