@@ -4,12 +4,13 @@
  *  - a client that leaves while queued, or in the middle of its upload, gets exactly one record, `aborted`, 499,
  *    PTOON_ABORTED; its inference is cancelled and its upload place given back (both driven by the same end);
  *  - a request carries one 'close' listener on its response, whatever the route did;
- *  - a consumer that throws is logged and skipped: the others still get the record, and the server carries on.
+ *  - a consumer that throws is logged and skipped: the others still get the record, and the server carries on;
+ *  - a result that arrives after its client left is wiped at once (work asked for after the end runs at once).
  */
 import { ServerResponse, request as httpRequest } from 'node:http';
 import t from 'tap';
 import type { RequestRecord } from '../../plugins/request-record.js';
-import { ROOT, build, encodeForm, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
+import { ROOT, build, encodeForm, fakePool, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
 
 const added = new WeakMap<object, Map<string | symbol, number>>();
 // Counts the end-of-response listeners ('close', 'finish') the project's own code adds to each server response
@@ -145,4 +146,33 @@ t.test('a consumer that throws is logged and skipped', async (t) => {
     'the failure is logged against the request',
   );
   t.equal((await fetch(`${base}/healthz`)).status, 200, 'the server carries on');
+});
+
+t.test('a result that arrives after its client left is wiped at once', async (t) => {
+  // A task that runs on after the hang-up (as a running one does: pool/inference-pool.ts), then hands back its result.
+  const result = new ArrayBuffer(4096);
+  new Uint8Array(result).fill(0xab);
+  let running = false;
+  let finished = false;
+  const slow = fakePool({
+    run: async (_bytes: Buffer, _task: unknown, opts: { signal: AbortSignal }) => {
+      running = true;
+      await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
+      await sleep(20);
+      finished = true;
+      return { output: result, mime: 'image/jpeg', queueMs: 0, timings: { infer: 1 }, faces: 0 };
+    },
+  });
+  const { app: other } = await build(t, { pool: slow, env: { API_KEYS_FILE: file } });
+  const otherBase = await listen(other);
+  const { payload, contentType } = await encodeForm(form(images.jpeg));
+  const req = httpRequest(`${otherBase}/api/cartoonize`, { method: 'POST', headers: { ...key, 'content-type': contentType, 'content-length': payload.length } });
+  req.on('error', () => {});
+  req.end(payload);
+  await until(() => running, 'the task to run');
+  req.destroy();
+  await until(() => finished, 'the task to hand back its result');
+  const wiped = () => new Uint8Array(result).every((b) => b === 0);
+  for (let waited = 0; !wiped() && waited < 2000; waited += 10) await sleep(10);
+  t.ok(wiped(), 'the result is zero-filled, though its client left before it existed');
 });
