@@ -3,9 +3,9 @@
  * (metrics.ts) both consume, so that they cannot disagree on what happened.
  *
  * A request ends in one of two ways. `answered`: its answer was written to the end (onResponse, when Fastify sees the
- * response finish). `aborted`: its client went away first (the response's 'close' without a finished write); such a
+ * response finish). `aborted`: its client went away first (the response's 'close' before its write finished); such a
  * request gets no onResponse, and is recorded as status 499 with code PTOON_ABORTED, whatever its handler went on to
- * do. Whichever of the two notices the end first records it; the other finds it recorded. That one 'close' listener
+ * do. The first of the two to see the end records it; the other finds it recorded. That one 'close' listener
  * per request also drives `request.clientGone` (the signal that cancels its inference) and `request.whenDone` (work
  * that must happen once the request is over: an upload place given back, a result wiped), so nothing else listens.
  *
@@ -115,10 +115,9 @@ async function requestRecordPlugin(fastify: FastifyInstance) {
     }
   }
 
-  function end(request: FastifyRequest, reply: FastifyReply): void {
+  function end(request: FastifyRequest, reply: FastifyReply, outcome: RequestOutcome): void {
     const state = endOf(request);
     if (state.outcome !== null) return;
-    const outcome: RequestOutcome = reply.raw.writableFinished ? 'answered' : 'aborted';
     state.outcome = outcome;
     const hangUp = state.hangUp;
     if (outcome === 'aborted' && hangUp !== null) guarded(request.log, 'hang-up signal', () => hangUp.abort());
@@ -149,10 +148,17 @@ async function requestRecordPlugin(fastify: FastifyInstance) {
     else state.done.push(fn);
   });
 
-  fastify.addHook('onResponse', async (request, reply) => end(request, reply));
-  // The one 'close' listener: a client that leaves before its answer is written gets no onResponse.
+  // Fastify runs onResponse when the response finishes, or fails: a failed one (destroyed unfinished) was not answered.
+  // `writableFinished` alone cannot say "answered": app.inject's responses finish without it.
+  fastify.addHook('onResponse', async (request, reply) => {
+    end(request, reply, reply.raw.destroyed && !reply.raw.writableFinished ? 'aborted' : 'answered');
+  });
+  // The one 'close' listener: a client that leaves before its answer is written gets no onResponse. A 'close' after
+  // the answer was written leaves the record to onResponse, which may come after it.
   fastify.addHook('onRequest', async (request, reply) => {
-    reply.raw.once('close', () => end(request, reply));
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) end(request, reply, 'aborted');
+    });
   });
 }
 

@@ -102,6 +102,13 @@ t.test('an answered request: one frozen record, one close listener', async (t) =
   t.equal(counts.get('finish'), 1, "one 'finish' listener (plugins/scrub.ts, which must run in the tick Node drops an unread body)");
 });
 
+t.test('an injected request (app.inject, no socket) is answered, once', async (t) => {
+  const answer = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'injected-1' } });
+  t.equal(answer.statusCode, 200);
+  t.match(await recordsOf('injected-1'), [{ route: '/healthz', method: 'GET', status: 200, outcome: 'answered', code: undefined }]);
+  t.equal((await recordsOf('injected-1')).length, 1, 'one record, not an answered one and an aborted one');
+});
+
 t.test('a client that leaves while queued: one aborted record, its task dropped', async (t) => {
   await waitUntilReady(pool);
   const abortedBefore = pool.stats().abortedQueued;
