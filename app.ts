@@ -5,7 +5,8 @@
  *
  * Order matters and is spelled out here rather than left to file names:
  *   errors first (every later failure needs the handler) -> security headers (the first hook) -> cache-control
- *   default -> drain -> pool (start-up fails here on a bad model) -> upload budget -> auth (start-up fails here on a
+ *   default -> drain -> pool (start-up fails here on a bad model) -> request record (how each request ended, read by
+ *   the upload budget, the request log and the metrics) -> upload budget -> auth (start-up fails here on a
  *   bad key file) -> rate-limit store (Redis or in-process) -> request log and metrics (they read what auth, the pool
  *   and the store decorate) -> rate limit (after auth: it counts by key id) -> same-origin -> body parsers ->
  *   scrubbing of unread bytes -> 100-continue -> OpenAPI (before routes: it collects them) -> 405 -> 404 -> routes.
@@ -31,6 +32,7 @@ import poolPlugin, { type Pool } from './plugins/pool.js';
 import rateLimitStorePlugin from './plugins/rate-limit-redis.js';
 import rateLimitPlugin, { CACHE_SIZE } from './plugins/rate-limit.js';
 import rateLimitWindowsPlugin from './plugins/rate-limit-windows.js';
+import requestRecordPlugin from './plugins/request-record.js';
 import sameOriginPlugin from './plugins/same-origin.js';
 import scrubPlugin from './plugins/scrub.js';
 import uploadBudgetPlugin from './plugins/upload-budget.js';
@@ -79,6 +81,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(cacheControlPlugin);
   await fastify.register(drainPlugin);
   await fastify.register(poolPlugin, { pool: opts.pool, settings: config.pool, testHooks: config.testHooks });
+  await fastify.register(requestRecordPlugin);
   // Uploads in flight are bounded here, not by the pool: they take an inference place only once their body is in.
   await fastify.register(uploadBudgetPlugin, {
     maxUploads: config.maxUploads,

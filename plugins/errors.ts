@@ -277,9 +277,9 @@ async function errorsPlugin(fastify: FastifyInstance, opts: ErrorsOptions) {
     }
     if (coded.statusCode === 503 && coded.retryAfter === undefined) coded.retryAfter = retryAfter();
     if (coded.code === 'PTOON_ABORTED') {
-      // The client is gone: record why, and answer nobody.
+      // The client is gone: record why, and answer nobody (plugins/request-record.ts records it as aborted).
       request.errorCode = coded.code;
-      reply.code(499);
+      reply.code(coded.statusCode);
       return reply.send();
     }
     return sendError(request, reply, coded);

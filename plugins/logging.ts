@@ -4,9 +4,9 @@
  * `loggerOptions()` is handed to Fastify's constructor: serializers that keep only the method and the route pattern
  * of a request (never the URL with its query string, never headers or bodies), an error serializer that keeps only a
  * code and our message, and pino `redact` as a second line of defence for the secret headers, should anything ever
- * log a header object (@fastify/multipart does at trace level). The plugin writes one line per request on
- * onResponse: reqId, keyId, route, method, status, sizes, and the time spent queued and inferring. The reqId is
- * sent back as X-Request-Id.
+ * log a header object (@fastify/multipart does at trace level). The plugin writes one line per request from its
+ * record (plugins/request-record.ts): reqId, keyId, route, method, status, sizes, and the time spent queued and
+ * inferring. The reqId is sent back as X-Request-Id.
  */
 import type { Writable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
@@ -82,45 +82,36 @@ function ms(value: number | undefined): number | undefined {
   return value === undefined ? undefined : Math.round(value * 10) / 10;
 }
 
-function byteCount(value: unknown): number | undefined {
-  const n = Number(value);
-  return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-
 async function requestLogPlugin(fastify: FastifyInstance) {
-  function logLine(request: FastifyRequest, reply: FastifyReply, aborted: boolean) {
-    const inference = request.inference;
-    request.log.info(
+  // One line per request, from its record (plugins/request-record.ts): the metrics count the same record.
+  fastify.requestRecords.subscribe((record, log) => {
+    const inference = record.inference;
+    log.info(
       {
-        keyId: request.keyId ?? undefined,
-        route: routeOf(request),
-        method: request.method,
-        status: aborted ? 499 : reply.statusCode,
-        code: aborted ? 'PTOON_ABORTED' : (request.errorCode ?? undefined),
-        reqBytes: byteCount(request.headers['content-length']),
-        resBytes: aborted ? 0 : byteCount(reply.getHeader('content-length')),
-        ms: ms(reply.elapsedTime),
-        ...(inference !== null
+        keyId: record.keyId,
+        route: record.route,
+        method: record.method,
+        status: record.status,
+        code: record.code,
+        reqBytes: record.reqBytes,
+        resBytes: record.resBytes,
+        ms: ms(record.durationMs),
+        ...(inference !== undefined
           ? { style: inference.style, queueMs: ms(inference.queueMs), inferMs: ms(inference.timings.infer), faces: inference.faces }
           : {}),
       },
-      aborted ? 'request aborted by the client' : 'request',
+      record.outcome === 'aborted' ? 'request aborted by the client' : 'request',
     );
-  }
+  });
 
-  fastify.addHook('onResponse', async (request, reply) => logLine(request, reply, false));
+  // Lets a client quote its request in a support ticket; the id matches the log line and nothing else.
   fastify.addHook('onRequest', async (request, reply) => {
-    // Lets a client quote its request in a support ticket; the id matches the log line and nothing else.
     reply.header('x-request-id', request.id);
-    // A client that leaves before the answer is written gets no onResponse; its line is written when its socket closes.
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) logLine(request, reply, true);
-    });
   });
 }
 
 export default fp(requestLogPlugin, {
   fastify: '5.x',
   name: 'privatoon-request-log',
-  decorators: { request: ['inference', 'keyId', 'errorCode'] },
+  dependencies: ['privatoon-request-record'],
 });

@@ -8,12 +8,11 @@
  * worker crashes; the ORT thread settings; with REDIS_URL, whether Redis answers and how many rate-limit decisions
  * were made in-process without it. Labels are bounded sets (route patterns, codes, style ids), never URLs.
  */
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { isIP } from 'node:net';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { authFailureReason } from './auth.js';
-import { routeOf } from './logging.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -222,18 +221,18 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
     limits.off('fallback', onStoreFallback);
   });
 
-  function record(request: FastifyRequest, reply: FastifyReply, aborted: boolean) {
-    const status = aborted ? '499' : String(reply.statusCode);
-    requestDuration.observe({ route: routeOf(request), method: request.method, status }, reply.elapsedTime / 1000);
-    const code = aborted ? 'PTOON_ABORTED' : request.errorCode;
-    if (code !== null) {
+  // Counted from each request's record (plugins/request-record.ts): the request log line reads the same record.
+  fastify.requestRecords.subscribe((record) => {
+    requestDuration.observe({ route: record.route, method: record.method, status: String(record.status) }, record.durationMs / 1000);
+    const code = record.code;
+    if (code !== undefined) {
       const reason = REJECTION_REASONS[code];
       if (reason !== undefined) rejections.inc({ reason });
       const authReason = authFailureReason(code);
       if (authReason !== null) authFailures.inc({ reason: authReason });
     }
-    const inference = request.inference;
-    if (inference !== null) {
+    const inference = record.inference;
+    if (inference !== undefined) {
       stageDuration.observe({ style: inference.style, stage: 'queue' }, inference.queueMs / 1000);
       for (const stage of STAGES) {
         const value = inference.timings[stage];
@@ -241,14 +240,6 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
       }
       if (inference.timings.detect !== undefined) facesPerImage.observe({ style: inference.style }, inference.faces);
     }
-  }
-
-  fastify.addHook('onResponse', async (request, reply) => record(request, reply, false));
-  // A client that leaves before the answer is written gets no onResponse; count it when its socket closes.
-  fastify.addHook('onRequest', async (request, reply) => {
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) record(request, reply, true);
-    });
   });
 
   let server: FastifyInstance | null = null;
@@ -278,5 +269,5 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
 export default fp(metricsPlugin, {
   fastify: '5.x',
   name: 'privatoon-metrics',
-  dependencies: ['privatoon-pool', 'privatoon-errors', 'privatoon-auth', 'privatoon-rate-limit-store'],
+  dependencies: ['privatoon-pool', 'privatoon-errors', 'privatoon-auth', 'privatoon-rate-limit-store', 'privatoon-request-record'],
 });

@@ -18,7 +18,7 @@
  *
  * The place is given back when the body is complete, or when the request ends in any other way.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { UploadsPerClientError, UploadTooSlowError } from './errors.js';
 import { BusyError } from '../errors.js';
@@ -59,18 +59,16 @@ declare module 'fastify' {
   interface FastifyInstance {
     uploadBudget: {
       /**
-       * preParsing: hold a place for this request's upload, or refuse it before its body is read; from then on,
-       * `request.clientGone` aborts when the client hangs up, whether or not its body has been read.
+       * preParsing: hold a place for this request's upload, or refuse it before its body is read. The place is given
+       * back when the body is complete or the request is over (`request.whenDone`, plugins/request-record.ts).
        */
-      admit(request: FastifyRequest, reply: FastifyReply, uploader: Uploader): void;
+      admit(request: FastifyRequest, uploader: Uploader): void;
       stats(): UploadStats;
     };
   }
   interface FastifyRequest {
     /** Set when the upload was cut for being too slow; the body's reader fails with it. */
     uploadCut: Error | null;
-    /** Aborted when the client hangs up before its answer is written (from admission on). */
-    clientGone: AbortSignal | null;
   }
 }
 
@@ -80,7 +78,7 @@ async function uploadBudgetPlugin(fastify: FastifyInstance, opts: UploadBudgetOp
   const perClient = new Map<string, number>();
   const totals = { uploads: 0, bytes: 0, anonymousUploads: 0, anonymousBytes: 0, cutTooSlow: 0 };
 
-  function admit(request: FastifyRequest, reply: FastifyReply, uploader: Uploader): void {
+  function admit(request: FastifyRequest, uploader: Uploader): void {
     const declared = Number(request.headers['content-length']);
     const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, opts.maxUploadBytes) : opts.maxUploadBytes;
     const share = uploader.anonymous ? 2 : 1; // anonymous uploads get half of the budget
@@ -134,16 +132,10 @@ async function uploadBudgetPlugin(fastify: FastifyInstance, opts: UploadBudgetOp
     }, SAMPLE_MS);
     sampler.unref();
     raw.once('end', release);
-    const hangUp = new AbortController();
-    request.clientGone = hangUp.signal;
-    reply.raw.once('close', () => {
-      release();
-      if (!reply.raw.writableFinished) hangUp.abort();
-    });
+    request.whenDone(release);
   }
 
   fastify.decorateRequest('uploadCut', null);
-  fastify.decorateRequest('clientGone', null);
   fastify.decorate('uploadBudget', {
     admit,
     stats: () => ({ uploads: totals.uploads, bytes: totals.bytes, cutTooSlow: totals.cutTooSlow }),
@@ -160,4 +152,4 @@ function cut(request: FastifyRequest, err: Error): void {
   request.raw.emit('error', err);
 }
 
-export default fp(uploadBudgetPlugin, { fastify: '5.x', name: 'privatoon-upload-budget' });
+export default fp(uploadBudgetPlugin, { fastify: '5.x', name: 'privatoon-upload-budget', dependencies: ['privatoon-request-record'] });

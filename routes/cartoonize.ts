@@ -224,9 +224,9 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
    * the body is complete (`pool.run`), so slow uploads cannot starve inference. From here on, a client that hangs up
    * cancels the request, even before its body has been read.
    */
-  async function admit(request: FastifyRequest, reply: FastifyReply) {
+  async function admit(request: FastifyRequest) {
     pool.admit();
-    fastify.uploadBudget.admit(request, reply, { client: uploaderOf(request), anonymous: request.keyId === null });
+    fastify.uploadBudget.admit(request, { client: uploaderOf(request), anonymous: request.keyId === null });
   }
 
   /** preParsing (UI): the page sends forms; refusing other bodies here means they are never read. */
@@ -281,14 +281,14 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       handedOver = true; // from here the pool owns the bytes: it moves them to a worker or wipes them
       const { negotiated, download, ...task } = options;
       const result = await pool.run(bytes, task, {
-        signal: request.clientGone ?? undefined, // set by admit: aborted when the client hangs up
+        signal: request.clientGone, // aborted when the client hangs up (plugins/request-record.ts)
         deadlineMs: config.requestDeadlineMs,
         testHook: testHookOf(request),
       });
       request.inference = { style: options.style, queueMs: result.queueMs, timings: result.timings, faces: result.faces };
       const output = Buffer.from(result.output);
-      // Wiped once the answer is handed to the socket (or the socket is gone).
-      reply.raw.once('close', () => output.fill(0));
+      // Wiped once the answer is handed to the socket (or the client is gone).
+      request.whenDone(() => output.fill(0));
       // A shared cache must not hand one client's AVIF to another that asked for JPEG (no-store already; Vary says why).
       if (negotiated === true) reply.header('vary', 'Accept');
       return reply

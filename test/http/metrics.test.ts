@@ -13,7 +13,7 @@ const pool = await startPool(t, { workers: 1, maxQueue: 1, testHooks: true });
 const images = await fixtures();
 const { file, keys } = writeKeys(t, ['alice']);
 const key = { 'x-api-key': keys['alice']! };
-const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, PRIVATOON_TEST_HOOKS: 'true', REQUEST_DEADLINE_MS: '1000' } });
+const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: file, PRIVATOON_TEST_HOOKS: 'true', REQUEST_DEADLINE_MS: '1000', LOG_LEVEL: 'info' } });
 const base = await listen(app);
 const metricsAddress = await app.metrics.listen(0);
 const api = `${base}/api/cartoonize`;
@@ -91,7 +91,15 @@ t.test('queue depth and busy workers are read live; busy and aborted rejections 
   t.equal(value(during, 'privatoon_queue_depth'), 1);
   t.equal(value(during, 'privatoon_rejections_total{reason="busy"}'), 1);
   t.equal(value(during, 'privatoon_rejections_total{reason="aborted"}'), 1, 'the client that left is counted');
-  t.ok(value(during, 'privatoon_http_request_duration_seconds_count{route="/api/cartoonize",method="POST",status="499"}') >= 1);
+  const aborted = '{route="/api/cartoonize",method="POST",status="499"}';
+  t.ok(value(during, `privatoon_http_request_duration_seconds_count${aborted}`) >= 1);
+  // The log line and the metrics read one record (plugins/request-record.ts): they agree on what the aborted were.
+  const abortedLines = logs.records().filter((r) => r['msg'] === 'request aborted by the client');
+  t.equal(abortedLines.length, value(during, `privatoon_http_request_duration_seconds_count${aborted}`), 'the log and the metrics count the same aborted requests');
+  t.equal(abortedLines.length, value(during, 'privatoon_rejections_total{reason="aborted"}'));
+  t.match(abortedLines, [{ status: 499, code: 'PTOON_ABORTED', route: '/api/cartoonize', method: 'POST', keyId: 'alice', resBytes: 0, ms: Number }]);
+  const loggedSeconds = abortedLines.reduce((sum, line) => sum + Number(line['ms']), 0) / 1000;
+  t.ok(Math.abs(value(during, `privatoon_http_request_duration_seconds_sum${aborted}`) - loggedSeconds) < 0.0005, 'and the same time taken');
   t.equal((await hung).status, 504);
   await queued;
   const after = await scrape();
