@@ -13,7 +13,7 @@ import { access } from 'node:fs/promises';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import { KeySet, loadKeyFile } from '../keys.js';
-import { AuthDisabledError, InvalidKeyError, KeyConflictError, MissingKeyError } from './errors.js';
+import { AuthDisabledError, InvalidKeyError, KeyConflictError, MissingKeyError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -38,9 +38,6 @@ export interface AuthOptions {
   /** API_KEYS_FILE; null: no keys, the API refuses every call. */
   keysFile: string | null;
 }
-
-/** Failure reasons, as the metrics label them. */
-export type AuthFailureReason = 'missing' | 'invalid' | 'conflict' | 'not_configured';
 
 /** Seconds a client is asked to wait while no keys are configured (a reload with SIGHUP can add them). */
 const AUTH_DISABLED_RETRY_AFTER_S = 60;
@@ -165,22 +162,6 @@ async function authPlugin(fastify: FastifyInstance, opts: AuthOptions) {
     if (request.authFailure !== null) throw request.authFailure;
     if (request.keyId === null) throw new MissingKeyError('An API key is required: send it in X-API-Key or Authorization: Bearer');
   });
-}
-
-/** The metrics label of an auth error code, or null when the code is not an auth failure. */
-export function authFailureReason(code: string | null): AuthFailureReason | null {
-  switch (code) {
-    case 'PTOON_NO_KEY':
-      return 'missing';
-    case 'PTOON_BAD_KEY':
-      return 'invalid';
-    case 'PTOON_KEY_CONFLICT':
-      return 'conflict';
-    case 'PTOON_AUTH_DISABLED':
-      return 'not_configured';
-    default:
-      return null;
-  }
 }
 
 export default fp(authPlugin, { fastify: '5.x', name: 'privatoon-auth', dependencies: ['privatoon-errors'] });

@@ -17,13 +17,13 @@
  * fail before that, we wipe them here. The result is wiped once written. Nothing touches the disk.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
-import { BadRequestError, describeValidation, problemResponses, type ProblemCode } from '../plugins/errors.js';
+import { describeValidation, problemResponses } from '../plugins/errors.js';
 import type { Pool } from '../plugins/pool.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
 import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../contract.js';
-import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../errors.js';
+import { BadOptionError, BadRequestError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError, type ProblemCode } from '../errors.js';
 import { sniffFormat } from '../contract.js';
 
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';

@@ -40,7 +40,7 @@ export interface StylizeFacesArgs extends FaceOptions {
   /** Finds the faces on `original`; not called when `faces` is given. */
   detect?: DetectFaces | undefined;
   /**
-   * Faces already found on `original` (e.g. detected before the whole-image model ran, to answer NO_FACE early);
+   * Faces already found on `original` (e.g. detected before the whole-image model ran, to answer PTOON_NO_FACE early);
    * they still go through the size floor and `maxFaces`.
    */
   faces?: readonly Face[] | undefined;
