@@ -57,14 +57,15 @@ export const ERROR_CODES = {
 } as const satisfies Record<`PTOON_${string}`, ErrorRow>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+type Row<C extends ErrorCode> = (typeof ERROR_CODES)[C];
 
 /** The codes a client may be answered with: each is a problem type, `/problems/<code>`. */
-export type ProblemCode = { [C in ErrorCode]: (typeof ERROR_CODES)[C] extends { answered: false } ? never : C }[ErrorCode];
+export type ProblemCode = { [C in ErrorCode]: Row<C> extends { answered: false } ? never : C }[ErrorCode];
 
 /** The problem-type catalogue (GET /problems/<code>, the OpenAPI `code` enum): the table's answered rows. */
 export const PROBLEMS = Object.fromEntries(
   Object.entries(ERROR_CODES).filter(([, row]) => (row as ErrorRow).answered !== false),
-) as { readonly [C in ProblemCode]: (typeof ERROR_CODES)[C] };
+) as { readonly [C in ProblemCode]: Row<C> };
 
 export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
@@ -75,9 +76,12 @@ export function rowOf(code: string | null | undefined): ErrorRow | undefined {
   return isErrorCode(code) ? ERROR_CODES[code] : undefined;
 }
 
+/** What a class's message format takes: the longest, UploadTooSlowError's, has two numbers. */
+type MessageArgs = [unknown?, unknown?];
+
 /** A coded error class whose status is its row's. `message` is the class's format (util.format, as createError). */
-function coded<C extends ErrorCode, Arg extends unknown[] = [unknown?, unknown?]>(code: C, message = '%s') {
-  return createError<C, (typeof ERROR_CODES)[C]['status'], Arg>(code, message, ERROR_CODES[code].status);
+function coded<C extends ErrorCode>(code: C, message = '%s') {
+  return createError<C, Row<C>['status'], MessageArgs>(code, message, ERROR_CODES[code].status);
 }
 
 // The inference path.
@@ -111,8 +115,10 @@ export const NotFoundError = coded('PTOON_NOT_FOUND', 'No such endpoint; see /op
 export const InternalError = coded('PTOON_INTERNAL', 'Internal error');
 export const MethodNotAllowedError = coded('PTOON_METHOD_NOT_ALLOWED', 'This endpoint does not take %s; the Allow header lists what it takes');
 
+type ErrorClass<C extends ErrorCode> = createError.FastifyErrorConstructor<{ code: C; statusCode: Row<C>['status'] }, MessageArgs>;
+
 /** The class of every code: a code without a class, or a class without a row, does not compile. */
-export const ERROR_CLASSES: { readonly [C in ErrorCode]: createError.FastifyErrorConstructor<{ code: C; statusCode: (typeof ERROR_CODES)[C]['status'] }, [unknown?, unknown?]> } = {
+export const ERROR_CLASSES: { readonly [C in ErrorCode]: ErrorClass<C> } = {
   PTOON_BAD_REQUEST: BadRequestError,
   PTOON_BAD_OPTION: BadOptionError,
   PTOON_UNKNOWN_STYLE: UnknownStyleError,

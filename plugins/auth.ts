@@ -4,8 +4,9 @@
  * Two hooks, used by the routes that need a key, in this order:
  *  - `identifyKey` (onRequest) reads `X-API-Key` or `Authorization: Bearer`, and sets `request.keyId` or notes why
  *    not. It rejects nothing, so that the rate limiter, which runs next, can count failed attempts by IP.
- *  - `requireKey` (preParsing, before any body byte is read) turns a noted failure into its error:
- *    no key 401, wrong key 403, two different keys 400, no keys configured 503 (fail closed).
+ *  - `requireKey` (preParsing, before any body byte is read) turns a noted failure into its error: no key
+ *    (PTOON_NO_KEY), a wrong key (PTOON_BAD_KEY), two different keys (PTOON_KEY_CONFLICT), no keys configured
+ *    (PTOON_AUTH_DISABLED: fail closed). Their statuses, and their metrics labels, are their rows in errors.ts.
  *
  * The key itself is never stored on the request, logged or compared as a string; only its id travels on.
  */

@@ -4,8 +4,8 @@
  * Every error a client sees is an RFC 9457 problem (`application/problem+json`): `type`, `title`, `status`, `detail`
  * and `instance` (the request id, as in the X-Request-Id header), plus the stable `PTOON_*` `code` and, for clients of
  * the earlier shape, `statusCode`, `error` and `message`. Each code is one problem type, `/problems/<code>`: a
- * relative reference that resolves on the server that answered, where GET serves the type's description (below,
- * errors.ts's PROBLEMS; routes/problems.ts). Clients should match on `code` (or on `type` after resolving it). Coded
+ * relative reference that resolves on the server that answered, where GET serves the type's description
+ * (the root errors.ts's PROBLEMS; routes/problems.ts). Clients should match on `code` (or on `type` after resolving it). Coded
  * errors (errors.ts: the table of codes and every class) keep their status and message; Fastify's and the multipart
  * parser's are translated to ours, with our own messages, because theirs may quote request data (a content type, a
  * field name).

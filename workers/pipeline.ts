@@ -27,6 +27,7 @@ export async function pipeline(
 ): Promise<CartoonizeReply> {
   const model = sessions.get(task.style);
   if (model === undefined || model.manifest.role !== 'whole') {
+    // The message is the id alone: UnknownStyleError's own format quotes it.
     return { ok: false, code: 'PTOON_UNKNOWN_STYLE', message: task.style };
   }
   const { size } = model.manifest;

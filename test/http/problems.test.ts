@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import * as errors from '../../errors.js';
-import { ERROR_CLASSES, ERROR_CODES, PROBLEMS } from '../../errors.js';
+import { ERROR_CLASSES, ERROR_CODES, inputError, PROBLEMS } from '../../errors.js';
 import { build, fakePool, fixtures, listen, writeKeys } from '../helper.js';
 
 const images = await fixtures();
@@ -40,6 +40,14 @@ t.test('the problem catalogue is every code a client can be answered with', asyn
     t.ok(problem.status >= 400 && problem.status < 600, `${code}: an error status`);
     t.ok(problem.title.length > 0 && problem.description.length > 0, `${code}: a title and a description`);
   }
+});
+
+t.test("a worker's code is the public one: the pool builds its class from it, keeping the worker's message", async (t) => {
+  const bad = inputError('PTOON_BAD_IMAGE', 'The JPEG image could not be read: it is damaged or truncated');
+  t.ok(bad instanceof ERROR_CLASSES.PTOON_BAD_IMAGE);
+  t.match(bad, { code: 'PTOON_BAD_IMAGE', statusCode: 422, message: 'The JPEG image could not be read: it is damaged or truncated' });
+  t.match(inputError('PTOON_UNSUPPORTED_MEDIA', 'The upload is SVG'), { code: 'PTOON_UNSUPPORTED_MEDIA', statusCode: 415 });
+  t.match(inputError('PTOON_UNKNOWN_STYLE', 'nope'), { code: 'PTOON_UNKNOWN_STYLE', statusCode: 400, message: 'Unknown style "nope"' }, 'the style id fills the class\'s message');
 });
 
 t.test('errors are application/problem+json with instance = X-Request-Id, no-store, and the old members kept', async (t) => {

@@ -40,8 +40,8 @@ export interface StylizeFacesArgs extends FaceOptions {
   /** Finds the faces on `original`; not called when `faces` is given. */
   detect?: DetectFaces | undefined;
   /**
-   * Faces already found on `original` (e.g. detected before the whole-image model ran, to answer PTOON_NO_FACE early);
-   * they still go through the size floor and `maxFaces`.
+   * Faces already found on `original` (e.g. detected before the whole-image model ran, to answer PTOON_NO_FACE
+   * early); they still go through the size floor and `maxFaces`.
    */
   faces?: readonly Face[] | undefined;
   runHead: RunHead;
