@@ -22,6 +22,7 @@ import { newApiKey } from './keys.js';
 import { IMPORT_USAGE, runImport } from './models/import/cli.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './models/quantize/command.js';
 import { DEFAULT_QUALITY, OUTPUT_FORMATS, type OutputFormat } from './contract.js';
+import { rowOf } from './errors.js';
 import { InferencePool } from './pool/inference-pool.js';
 
 /** Exit statuses (sysexits.h), so scripts can tell a typo from a bad photo from a broken install. */
@@ -263,12 +264,15 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-/** The exit status of a failure: coded input errors are the input's fault (65), anything else the tool's (1). */
-function statusOf(err: Error & { code?: string; statusCode?: number }): number {
+/**
+ * The exit status of a failure: a code whose row (errors.ts) has a 4xx status is the input's fault (65); anything
+ * else, start-up errors' own codes included, the tool's (1).
+ */
+function statusOf(err: Error & { code?: string }): number {
   if (err instanceof UsageError) return EXIT.usage;
   if (err instanceof ExitError) return err.status;
-  const inputFault = typeof err.code === 'string' && err.code.startsWith('PTOON_') && typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500;
-  return inputFault ? EXIT.dataErr : EXIT.failure;
+  const status = rowOf(err.code)?.status;
+  return status !== undefined && status >= 400 && status < 500 ? EXIT.dataErr : EXIT.failure;
 }
 
 main(process.argv.slice(2)).catch((err: Error & { code?: string; statusCode?: number }) => {

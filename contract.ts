@@ -22,9 +22,9 @@ export interface CartoonizeOptions {
   quality: number;
   /** Optional cap on the output's long side, in pixels. */
   maxSize?: number | undefined;
-  /** Face-aware styles: answer NO_FACE instead of a whole-image result when no face is found. */
+  /** Face-aware styles: answer PTOON_NO_FACE instead of a whole-image result when no face is found. */
   requireFace?: boolean | undefined;
-  /** 'face': a square avatar around the largest face (face-aware styles; NO_FACE without one). */
+  /** 'face': a square avatar around the largest face (face-aware styles; PTOON_NO_FACE without one). */
   crop?: 'face' | undefined;
 }
 
@@ -72,15 +72,16 @@ export interface CartoonizeSuccess {
 
 /**
  * Expected failures caused by the input (not by the service) are returned, not thrown, so that their
- * code survives the thread boundary intact; the main thread turns them into coded errors (errors.ts).
+ * code survives the thread boundary intact. They are the public codes, rows of errors.ts's table (checked there at
+ * compile time); the main thread builds the coded error from the code.
  */
 export type InputErrorCode =
-  | 'UNSUPPORTED_FORMAT'
-  | 'BAD_IMAGE'
-  | 'TOO_MANY_PIXELS'
-  | 'NO_FACE'
-  | 'BAD_OPTION'
-  | 'UNKNOWN_STYLE';
+  | 'PTOON_UNSUPPORTED_MEDIA'
+  | 'PTOON_BAD_IMAGE'
+  | 'PTOON_TOO_MANY_PIXELS'
+  | 'PTOON_NO_FACE'
+  | 'PTOON_BAD_OPTION'
+  | 'PTOON_UNKNOWN_STYLE';
 
 export interface CartoonizeFailure {
   ok: false;

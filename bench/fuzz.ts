@@ -7,7 +7,7 @@
  *   npm run bench:fuzz -- --seed 1 --only 4242     # one case again, with its seed and mutations
  *   npm run bench:fuzz -- --only 4242 --save-dir /some/dir   # ... and its bytes in a file (off by default)
  *
- * Outcomes: ok, coded errors (the worker's BAD_IMAGE, TOO_MANY_PIXELS, UNSUPPORTED_FORMAT: a 4xx answer), non-coded
+ * Outcomes: ok, coded errors (the worker's PTOON_BAD_IMAGE, PTOON_TOO_MANY_PIXELS, PTOON_UNSUPPORTED_MEDIA: a 4xx answer), non-coded
  * errors (anything else thrown: a 500), hangs (a case over --hang-ms), memory findings (a case raising its child's RSS
  * by more than --memory-mib) and crashes (the child died). Mutated bytes
  * stay in memory unless --save-dir names a folder. Limits are the service's (MAX_INPUT_PIXELS, MAX_OUTPUT_SIDE from

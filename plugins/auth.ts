@@ -4,8 +4,9 @@
  * Two hooks, used by the routes that need a key, in this order:
  *  - `identifyKey` (onRequest) reads `X-API-Key` or `Authorization: Bearer`, and sets `request.keyId` or notes why
  *    not. It rejects nothing, so that the rate limiter, which runs next, can count failed attempts by IP.
- *  - `requireKey` (preParsing, before any body byte is read) turns a noted failure into its error:
- *    no key 401, wrong key 403, two different keys 400, no keys configured 503 (fail closed).
+ *  - `requireKey` (preParsing, before any body byte is read) turns a noted failure into its error: no key
+ *    (PTOON_NO_KEY), a wrong key (PTOON_BAD_KEY), two different keys (PTOON_KEY_CONFLICT), no keys configured
+ *    (PTOON_AUTH_DISABLED: fail closed). Their statuses, and their metrics labels, are their rows in errors.ts.
  *
  * The key itself is never stored on the request, logged or compared as a string; only its id travels on.
  */
@@ -13,7 +14,7 @@ import { access } from 'node:fs/promises';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import { KeySet, loadKeyFile } from '../keys.js';
-import { AuthDisabledError, InvalidKeyError, KeyConflictError, MissingKeyError } from './errors.js';
+import { AuthDisabledError, InvalidKeyError, KeyConflictError, MissingKeyError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -38,9 +39,6 @@ export interface AuthOptions {
   /** API_KEYS_FILE; null: no keys, the API refuses every call. */
   keysFile: string | null;
 }
-
-/** Failure reasons, as the metrics label them. */
-export type AuthFailureReason = 'missing' | 'invalid' | 'conflict' | 'not_configured';
 
 /** Seconds a client is asked to wait while no keys are configured (a reload with SIGHUP can add them). */
 const AUTH_DISABLED_RETRY_AFTER_S = 60;
@@ -165,22 +163,6 @@ async function authPlugin(fastify: FastifyInstance, opts: AuthOptions) {
     if (request.authFailure !== null) throw request.authFailure;
     if (request.keyId === null) throw new MissingKeyError('An API key is required: send it in X-API-Key or Authorization: Bearer');
   });
-}
-
-/** The metrics label of an auth error code, or null when the code is not an auth failure. */
-export function authFailureReason(code: string | null): AuthFailureReason | null {
-  switch (code) {
-    case 'PTOON_NO_KEY':
-      return 'missing';
-    case 'PTOON_BAD_KEY':
-      return 'invalid';
-    case 'PTOON_KEY_CONFLICT':
-      return 'conflict';
-    case 'PTOON_AUTH_DISABLED':
-      return 'not_configured';
-    default:
-      return null;
-  }
 }
 
 export default fp(authPlugin, { fastify: '5.x', name: 'privatoon-auth', dependencies: ['privatoon-errors'] });

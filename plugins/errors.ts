@@ -4,64 +4,29 @@
  * Every error a client sees is an RFC 9457 problem (`application/problem+json`): `type`, `title`, `status`, `detail`
  * and `instance` (the request id, as in the X-Request-Id header), plus the stable `PTOON_*` `code` and, for clients of
  * the earlier shape, `statusCode`, `error` and `message`. Each code is one problem type, `/problems/<code>`: a
- * relative reference that resolves on the server that answered, where GET serves the type's description (below,
- * PROBLEMS; routes/problems.ts). Clients should match on `code` (or on `type` after resolving it). Coded errors (ours, and
- * the inference path's from errors.ts) keep their status and message; Fastify's and the multipart parser's are
- * translated to ours, with our own messages, because theirs may quote request data (a content type, a field name).
+ * relative reference that resolves on the server that answered, where GET serves the type's description
+ * (the root errors.ts's PROBLEMS; routes/problems.ts). Clients should match on `code` (or on `type` after resolving it). Coded
+ * errors (errors.ts: the table of codes and every class) keep their status and message; Fastify's and the multipart
+ * parser's are translated to ours, with our own messages, because theirs may quote request data (a content type, a
+ * field name).
  * Anything else is a 500 that says "Internal error" and nothing more: no stack, no path, no library text.
  */
 import { STATUS_CODES } from 'node:http';
-import createError from '@fastify/error';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { BadOptionError, UnsupportedMediaError, UploadTooLargeError, type CodedError } from '../errors.js';
+import {
+  BadOptionError,
+  BadRequestError,
+  InternalError,
+  isErrorCode,
+  PROBLEMS,
+  rowOf,
+  UnsupportedMediaError,
+  UploadTooLargeError,
+  type CodedError,
+  type ProblemCode,
+} from '../errors.js';
 import { OPTION_FIELDS } from './uploads.js';
-
-// Errors of the HTTP layer. Messages are fixed or built from values we checked; never from raw request text.
-export const MissingKeyError = createError('PTOON_NO_KEY', '%s', 401);
-export const InvalidKeyError = createError('PTOON_BAD_KEY', 'The API key is not valid', 401);
-export const KeyConflictError = createError('PTOON_KEY_CONFLICT', 'X-API-Key and Authorization: Bearer carry different keys; send one', 400);
-export const AuthDisabledError = createError('PTOON_AUTH_DISABLED', 'No API keys are configured on this server, so the API is closed; ask its operator (API_KEYS_FILE)', 503);
-export const RateLimitedError = createError('PTOON_RATE_LIMITED', 'Rate limit exceeded; retry after %d s', 429);
-export const UploadsPerClientError = createError('PTOON_TOO_MANY_UPLOADS', 'This client already has %d uploads in progress; finish one first', 429);
-export const UploadTooSlowError = createError('PTOON_UPLOAD_TOO_SLOW', 'The upload was cut: it sent fewer than %d bytes per second over %d s', 408);
-export const CrossOriginError = createError('PTOON_CROSS_ORIGIN', 'This endpoint only accepts requests from its own web page', 403);
-export const BadRequestError = createError('PTOON_BAD_REQUEST', '%s', 400);
-export const NotFoundError = createError('PTOON_NOT_FOUND', 'No such endpoint; see /openapi.json', 404);
-export const InternalError = createError('PTOON_INTERNAL', 'Internal error', 500);
-export const MethodNotAllowedError = createError('PTOON_METHOD_NOT_ALLOWED', 'This endpoint does not take %s; the Allow header lists what it takes', 405);
-
-/**
- * Every code a client may see: its status, its problem type's title (the same for every occurrence, as RFC 9457
- * asks) and when it happens. The error classes above and in errors.ts carry the same status (a test checks).
- */
-export const PROBLEMS = {
-  PTOON_BAD_REQUEST: { status: 400, title: 'Bad request', description: 'The request is malformed: a second file, an unknown form field, a broken multipart body, a bad URL.' },
-  PTOON_BAD_OPTION: { status: 400, title: 'Bad option', description: 'An option (style, format, quality, max_size, download, crop...) has a value outside its range, or is unknown.' },
-  PTOON_UNKNOWN_STYLE: { status: 400, title: 'Unknown style', description: 'No style has this id here; GET /api/styles lists them.' },
-  PTOON_KEY_CONFLICT: { status: 400, title: 'Two different API keys', description: 'X-API-Key and Authorization: Bearer carry different keys; send one.' },
-  PTOON_NO_KEY: { status: 401, title: 'API key required', description: 'No API key was sent (X-API-Key or Authorization: Bearer), or Authorization is not "Bearer <key>".' },
-  PTOON_BAD_KEY: { status: 401, title: 'API key not valid', description: 'The key sent is not one of this server\'s keys (or was revoked).' },
-  PTOON_CROSS_ORIGIN: { status: 403, title: 'Cross-origin request refused', description: 'The web page\'s endpoint was called from another origin.' },
-  PTOON_NOT_FOUND: { status: 404, title: 'No such endpoint', description: 'Nothing answers at this path; /openapi.json lists what does.' },
-  PTOON_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed', description: 'The path exists but not with this method; the Allow header lists the methods it takes.' },
-  PTOON_UPLOAD_TOO_SLOW: { status: 408, title: 'Upload too slow', description: 'The upload delivered less than UPLOAD_MIN_BYTES_PER_S over UPLOAD_RATE_WINDOW_MS (or stalled) and was cut; the connection is closed.' },
-  PTOON_TOO_LARGE: { status: 413, title: 'Upload too large', description: 'The upload is larger than MAX_UPLOAD_BYTES (refused from Content-Length before it is read when possible; a truncated upload is an error, never a short image).' },
-  PTOON_TOO_MANY_PIXELS: { status: 413, title: 'Image has too many pixels', description: 'The image is larger than MAX_INPUT_PIXELS; refused from its header, before decoding.' },
-  PTOON_UNSUPPORTED_MEDIA: { status: 415, title: 'Unsupported media type', description: 'Anything but a JPEG, PNG or WebP image (sniffed from the bytes), or a body that is neither multipart nor an image.' },
-  PTOON_BAD_IMAGE: { status: 422, title: 'Damaged image', description: 'The image could not be decoded: damaged or truncated.' },
-  PTOON_NO_FACE: { status: 422, title: 'No face found', description: 'require_face or crop=face was asked and the face detector found no face.' },
-  PTOON_RATE_LIMITED: { status: 429, title: 'Rate limit exceeded', description: 'Over one of the rate-limit windows of this key (or IP); Retry-After says when a request can succeed.' },
-  PTOON_TOO_MANY_UPLOADS: { status: 429, title: 'Too many uploads at once', description: 'This key (or IP, without a key) already has UPLOADS_PER_CLIENT uploads in progress; Retry-After says when to try again.' },
-  PTOON_INTERNAL: { status: 500, title: 'Internal error', description: 'Something unexpected failed; the request id in `instance` finds the log line.' },
-  PTOON_WORKER_FAILED: { status: 500, title: 'Inference failed', description: 'The worker running the request crashed; it is replaced, and a retry may succeed.' },
-  PTOON_BUSY: { status: 503, title: 'At capacity', description: 'The inference queue is full, or the budget for uploads in flight is; Retry-After says when to come back.' },
-  PTOON_NOT_READY: { status: 503, title: 'Not ready', description: 'The service is starting, replacing a worker, or shutting down; Retry-After says when to come back.' },
-  PTOON_AUTH_DISABLED: { status: 503, title: 'API closed: no keys configured', description: 'The operator has configured no API keys (API_KEYS_FILE); the API refuses every call.' },
-  PTOON_DEADLINE: { status: 504, title: 'Deadline exceeded', description: 'Queue wait plus inference took longer than REQUEST_DEADLINE_MS; the run is cancelled at its next native call.' },
-} as const satisfies Record<string, { status: number; title: string; description: string }>;
-
-export type ProblemCode = keyof typeof PROBLEMS;
 
 /** The problem type of a code: a relative reference, served by routes/problems.ts. */
 export const PROBLEM_TYPE_PREFIX = '/problems/';
@@ -197,7 +162,7 @@ export function describeValidation(
 /** Turns anything thrown into the coded error we answer with. */
 export function toCodedError(err: unknown, maxUploadBytes: number): CodedError {
   const e = err as FastifyError & Partial<CodedError>;
-  if (typeof e?.code === 'string' && e.code.startsWith('PTOON_') && typeof e.statusCode === 'number') return e as CodedError;
+  if (isErrorCode(e?.code) && typeof e.statusCode === 'number') return e as CodedError;
   if (Array.isArray(e?.validation)) return new BadOptionError(describeValidation(e.validation as never));
   const translated = e !== null && typeof e === 'object' ? translate(e, maxUploadBytes) : null;
   if (translated !== null) return translated;
@@ -232,7 +197,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: Cod
   const statusText = STATUS_CODES[err.statusCode] ?? 'Error';
   const body: ErrorBody = {
     type: `${PROBLEM_TYPE_PREFIX}${err.code}`,
-    title: (PROBLEMS as Record<string, { title: string }>)[err.code]?.title ?? statusText,
+    title: rowOf(err.code)?.title ?? statusText,
     status: err.statusCode,
     detail: err.message,
     instance: request.id,

@@ -7,7 +7,7 @@
 import type { RateLimitOptions } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { MethodNotAllowedError } from './errors.js';
+import { MethodNotAllowedError } from '../errors.js';
 
 export interface MethodsOptions {
   /** The rate limit 404s get (RATE_LIMIT_CHEAP_MAX per window). */

@@ -12,7 +12,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { isIP } from 'node:net';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { authFailureReason } from './auth.js';
+import { rowOf } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -33,26 +33,6 @@ export interface MetricsOptions {
   /** package.json's version, for privatoon_build_info. */
   version: string;
 }
-
-/** Rejection reasons, from our error codes; codes not listed are not rejections (auth has its own counter). */
-const REJECTION_REASONS: Readonly<Record<string, string>> = {
-  PTOON_BUSY: 'busy',
-  PTOON_NOT_READY: 'not_ready',
-  PTOON_RATE_LIMITED: 'rate_limited',
-  PTOON_TOO_MANY_UPLOADS: 'rate_limited',
-  PTOON_UPLOAD_TOO_SLOW: 'upload_too_slow',
-  PTOON_TOO_LARGE: 'too_large',
-  PTOON_TOO_MANY_PIXELS: 'too_large',
-  PTOON_UNSUPPORTED_MEDIA: 'unsupported',
-  PTOON_BAD_IMAGE: 'bad_image',
-  PTOON_NO_FACE: 'no_face',
-  PTOON_DEADLINE: 'deadline',
-  PTOON_ABORTED: 'aborted',
-  PTOON_BAD_OPTION: 'bad_request',
-  PTOON_UNKNOWN_STYLE: 'bad_request',
-  PTOON_BAD_REQUEST: 'bad_request',
-  PTOON_CROSS_ORIGIN: 'cross_origin',
-};
 
 const STAGES = ['decode', 'detect', 'infer', 'head', 'encode'] as const;
 
@@ -224,13 +204,10 @@ async function metricsPlugin(fastify: FastifyInstance, opts: MetricsOptions) {
   // Counted from each request's record (plugins/request-record.ts): the request log line reads the same record.
   fastify.requestRecords.subscribe((record) => {
     requestDuration.observe({ route: record.route, method: record.method, status: String(record.status) }, record.durationMs / 1000);
-    const code = record.code;
-    if (code !== undefined) {
-      const reason = REJECTION_REASONS[code];
-      if (reason !== undefined) rejections.inc({ reason });
-      const authReason = authFailureReason(code);
-      if (authReason !== null) authFailures.inc({ reason: authReason });
-    }
+    // Rejection and auth-failure reasons are columns of the code's row; codes without them are not counted there.
+    const row = rowOf(record.code);
+    if (row?.rejection !== undefined) rejections.inc({ reason: row.rejection });
+    if (row?.authFailure !== undefined) authFailures.inc({ reason: row.authFailure });
     const inference = record.inference;
     if (inference !== undefined) {
       stageDuration.observe({ style: inference.style, stage: 'queue' }, inference.queueMs / 1000);

@@ -11,7 +11,7 @@
  * beyond the few bytes needed to find a boundary split across chunks, and wipes those.
  */
 import type { FastifyRequest } from 'fastify';
-import { BadRequestError } from './errors.js';
+import { BadRequestError } from '../errors.js';
 
 /** No client sends a preamble; RFC 2046 allows one, for mail readers. */
 export const MAX_PREAMBLE_BYTES = 1024;

@@ -15,7 +15,7 @@ import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import type { RateWindow } from '../config.js';
-import { RateLimitedError } from './errors.js';
+import { RateLimitedError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -13,7 +13,7 @@
 import rateLimit, { normalizeIP, type FastifyRateLimitStoreCtor, type RateLimitOptions } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { RateLimitedError } from './errors.js';
+import { RateLimitedError } from '../errors.js';
 
 export interface RateLimitPluginOptions {
   /** Requests per window per caller on routes without their own limit (RATE_LIMIT_CHEAP_MAX). */

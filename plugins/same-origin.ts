@@ -9,7 +9,7 @@
  */
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
-import { CrossOriginError } from './errors.js';
+import { CrossOriginError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

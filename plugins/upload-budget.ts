@@ -20,8 +20,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { UploadsPerClientError, UploadTooSlowError } from './errors.js';
-import { BusyError } from '../errors.js';
+import { BusyError, UploadsPerClientError, UploadTooSlowError } from '../errors.js';
 
 export interface UploadBudgetOptions {
   /** Uploads read at once, all clients together (MAX_UPLOADS). */

@@ -16,8 +16,7 @@
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { UploadTooLargeError } from '../errors.js';
-import { BadRequestError } from './errors.js';
+import { BadRequestError, UploadTooLargeError } from '../errors.js';
 
 export const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'] as const;
 

@@ -21,19 +21,7 @@ import { loadManifests, verifyModels } from '../models/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
 import type { PoolSettings } from '../config.js';
 import { DEFAULT_QUALITY, GUARD, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
-import {
-  AbortedError,
-  BadImageError,
-  BadOptionError,
-  BusyError,
-  DeadlineError,
-  NoFaceError,
-  NotReadyError,
-  TooManyPixelsError,
-  UnknownStyleError,
-  UnsupportedMediaError,
-  WorkerFailedError,
-} from '../errors.js';
+import { AbortedError, BusyError, DeadlineError, inputError, NotReadyError, UnknownStyleError, WorkerFailedError } from '../errors.js';
 
 /** Start-up options that are not settings of the service. */
 export interface PoolStartOptions {
@@ -483,23 +471,6 @@ export class InferencePool extends EventEmitter {
       entry.clearDeadline();
       this.settle(entry, new NotReadyError());
     }
-  }
-}
-
-function inputError(code: string, message: string): Error {
-  switch (code) {
-    case 'UNSUPPORTED_FORMAT':
-      return new UnsupportedMediaError(message);
-    case 'TOO_MANY_PIXELS':
-      return new TooManyPixelsError(message);
-    case 'NO_FACE':
-      return new NoFaceError(message);
-    case 'UNKNOWN_STYLE':
-      return new UnknownStyleError(message);
-    case 'BAD_OPTION':
-      return new BadOptionError(message);
-    default:
-      return new BadImageError(message);
   }
 }
 

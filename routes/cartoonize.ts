@@ -17,12 +17,12 @@
  * fail before that, we wipe them here. The result is wiped once written. Nothing touches the disk.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
-import { BadRequestError, describeValidation, problemResponses, type ProblemCode } from '../plugins/errors.js';
+import { describeValidation, problemResponses } from '../plugins/errors.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
 import { DEFAULT_QUALITY, sniffFormat, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../contract.js';
-import { BadOptionError, UnsupportedMediaError, UploadTooLargeError } from '../errors.js';
+import { BadOptionError, BadRequestError, UnsupportedMediaError, UploadTooLargeError, type ProblemCode } from '../errors.js';
 
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';
 const MIN_OUTPUT_SIDE = 16;

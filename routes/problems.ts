@@ -1,11 +1,12 @@
 /**
  * GET /problems/:code: what a problem type means. Every error answer's `type` is `/problems/<code>`, a relative
  * reference that resolves here, on the server that answered, so the description always matches the running version.
- * The catalogue is plugins/errors.ts's PROBLEMS. Public and cacheable (it changes only with a deploy); counted by the
- * cheap-route rate limit.
+ * The catalogue is errors.ts's PROBLEMS (the table's answered rows). Public and cacheable (it changes only with a
+ * deploy); counted by the cheap-route rate limit.
  */
 import type { FastifyInstance } from 'fastify';
-import { NotFoundError, PROBLEMS, PROBLEM_TYPE_PREFIX, problemResponses } from '../plugins/errors.js';
+import { NotFoundError, PROBLEMS } from '../errors.js';
+import { PROBLEM_TYPE_PREFIX, problemResponses } from '../plugins/errors.js';
 
 const CODE_PATTERN = '^PTOON_[A-Z_]{1,40}$';
 

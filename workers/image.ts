@@ -3,7 +3,7 @@
  * image without any metadata out. Buffers only, never file paths. Worker threads only.
  */
 import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
-import type { OutputFormat } from '../contract.js';
+import type { InputErrorCode, OutputFormat } from '../contract.js';
 import { native, TaskCancelledError } from './native-guard.js';
 import { sniffFormat } from '../contract.js';
 
@@ -33,9 +33,10 @@ const SHARP_TIMEOUT_S = 20;
  */
 export const MAX_INPUT_SIDE = 16_384;
 
+/** A failure of the input itself, with its public code; the pipeline returns it to the main thread. */
 export class ImageInputError extends Error {
   constructor(
-    readonly code: 'UNSUPPORTED_FORMAT' | 'BAD_IMAGE' | 'TOO_MANY_PIXELS',
+    readonly code: Extract<InputErrorCode, 'PTOON_UNSUPPORTED_MEDIA' | 'PTOON_BAD_IMAGE' | 'PTOON_TOO_MANY_PIXELS'>,
     message: string,
   ) {
     super(message);
@@ -67,7 +68,7 @@ function inputOptions(maxInputPixels: number): SharpOptions {
 export async function probe(input: Uint8Array, maxInputPixels: number): Promise<Probe> {
   const sniffed = sniffFormat(input);
   if (!sniffed.ok) {
-    throw new ImageInputError('UNSUPPORTED_FORMAT', `The upload is ${sniffed.what}; send a JPEG, PNG or WebP image`);
+    throw new ImageInputError('PTOON_UNSUPPORTED_MEDIA', `The upload is ${sniffed.what}; send a JPEG, PNG or WebP image`);
   }
   let meta: Metadata;
   try {
@@ -75,18 +76,18 @@ export async function probe(input: Uint8Array, maxInputPixels: number): Promise<
     meta = await native(() => sharp(input, { ...inputOptions(maxInputPixels), limitInputPixels: false }).metadata());
   } catch (err) {
     if (err instanceof TaskCancelledError) throw err;
-    throw new ImageInputError('BAD_IMAGE', `The ${sniffed.format.toUpperCase()} image could not be read: it is damaged or truncated`);
+    throw new ImageInputError('PTOON_BAD_IMAGE', `The ${sniffed.format.toUpperCase()} image could not be read: it is damaged or truncated`);
   }
   if (meta.format !== sniffed.format) {
-    throw new ImageInputError('BAD_IMAGE', `The image's content does not match its ${sniffed.format.toUpperCase()} signature`);
+    throw new ImageInputError('PTOON_BAD_IMAGE', `The image's content does not match its ${sniffed.format.toUpperCase()} signature`);
   }
   const { width, height } = meta;
-  if (!width || !height) throw new ImageInputError('BAD_IMAGE', 'The image has no size');
+  if (!width || !height) throw new ImageInputError('PTOON_BAD_IMAGE', 'The image has no size');
   if (width * height > maxInputPixels) {
-    throw new ImageInputError('TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; the limit is ${maxInputPixels} pixels`);
+    throw new ImageInputError('PTOON_TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; the limit is ${maxInputPixels} pixels`);
   }
   if (width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE) {
-    throw new ImageInputError('TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; a side may be at most ${MAX_INPUT_SIDE} pixels`);
+    throw new ImageInputError('PTOON_TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; a side may be at most ${MAX_INPUT_SIDE} pixels`);
   }
   // EXIF orientations 5 to 8 turn the picture by 90 degrees.
   const turned = (meta.orientation ?? 1) >= 5;
@@ -109,11 +110,11 @@ export async function decode(input: Uint8Array, probed: Probe, width: number, he
     ({ data, info } = await native(() => decoding.toBuffer({ resolveWithObject: true })));
   } catch (err) {
     if (err instanceof TaskCancelledError) throw err;
-    throw new ImageInputError('BAD_IMAGE', 'The image could not be decoded: it is damaged or truncated');
+    throw new ImageInputError('PTOON_BAD_IMAGE', 'The image could not be decoded: it is damaged or truncated');
   }
   if (info.width !== width || info.height !== height || info.channels !== (probed.hasAlpha ? 4 : 3)) {
     data.fill(0); // decoded pixels of the upload: wiped on this path too
-    throw new ImageInputError('BAD_IMAGE', 'The image decoded to an unexpected shape');
+    throw new ImageInputError('PTOON_BAD_IMAGE', 'The image decoded to an unexpected shape');
   }
   if (!probed.hasAlpha) return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), alpha: undefined, width, height };
   const pixels = width * height;

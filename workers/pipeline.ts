@@ -27,7 +27,8 @@ export async function pipeline(
 ): Promise<CartoonizeReply> {
   const model = sessions.get(task.style);
   if (model === undefined || model.manifest.role !== 'whole') {
-    return { ok: false, code: 'UNKNOWN_STYLE', message: task.style };
+    // The message is the id alone: UnknownStyleError's own format quotes it.
+    return { ok: false, code: 'PTOON_UNKNOWN_STYLE', message: task.style };
   }
   const { size } = model.manifest;
   const head = model.manifest.head === undefined ? undefined : sessions.get(model.manifest.head);
@@ -35,7 +36,7 @@ export async function pipeline(
   const faceAware = head !== undefined && detector !== undefined && config.maxFaces > 0;
   if ((task.requireFace || task.crop === 'face') && !faceAware) {
     const option = task.crop === 'face' ? 'crop=face' : 'require_face';
-    return { ok: false, code: 'BAD_OPTION', message: `The style "${task.style}" does not look for faces, so ${option} cannot apply` };
+    return { ok: false, code: 'PTOON_BAD_OPTION', message: `The style "${task.style}" does not look for faces, so ${option} cannot apply` };
   }
   const t0 = performance.now();
   let image: DecodedImage | undefined;
@@ -54,7 +55,7 @@ export async function pipeline(
     if (faceAware) {
       const detect = yunetDetector((data, dims) => detector.runAll(data, dims), { maxSide: detector.manifest.size.maxLongSide });
       faces = selectFaces(await detect(image.rgb, image.width, image.height), config.maxFaces, config.minFaceSize);
-      if (faces.length === 0 && (task.requireFace || task.crop === 'face')) return { ok: false, code: 'NO_FACE', message: 'No face was found in the image' };
+      if (faces.length === 0 && (task.requireFace || task.crop === 'face')) return { ok: false, code: 'PTOON_NO_FACE', message: 'No face was found in the image' };
     }
     const t2 = performance.now();
 

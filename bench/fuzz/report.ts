@@ -2,7 +2,7 @@
 import { mib, ms, summarize, table } from '../lib/stats.js';
 import { isFinding, type CaseResult, type FuzzReport } from './supervisor.js';
 
-const CODES = ['BAD_IMAGE', 'TOO_MANY_PIXELS', 'UNSUPPORTED_FORMAT'] as const;
+const CODES = ['PTOON_BAD_IMAGE', 'PTOON_TOO_MANY_PIXELS', 'PTOON_UNSUPPORTED_MEDIA'] as const;
 
 /** Findings that fail a run: every non-coded error, and crashes, hangs and memory findings that happen again alone. */
 export function failures(report: FuzzReport): CaseResult[] {

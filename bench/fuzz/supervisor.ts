@@ -56,7 +56,7 @@ export interface FuzzOptions {
 /** Running totals (every case) and the findings in full. */
 export interface Tally {
   outcomes: Record<string, number>;
-  /** Coded errors by where they happened ("BAD_IMAGE at decode"). */
+  /** Coded errors by where they happened ("PTOON_BAD_IMAGE at decode"). */
   codedByStage: Record<string, number>;
   /** Per mutator: cases it took part in, ok, reached the decoder, findings. */
   byMutator: Record<string, { cases: number; ok: number; decoded: number; findings: number }>;

@@ -3,34 +3,51 @@
  * problem-type catalogue against the error classes, X-Request-Id in and out, and GET /problems/<code>.
  */
 import t from 'tap';
-import * as httpErrors from '../../plugins/errors.js';
-import { PROBLEMS } from '../../plugins/errors.js';
-import * as workerErrors from '../../errors.js';
+import * as errors from '../../errors.js';
+import { ERROR_CLASSES, ERROR_CODES, inputError, PROBLEMS } from '../../errors.js';
 import { build, fakePool, fixtures, listen, writeKeys } from '../helper.js';
 
 const images = await fixtures();
 const { file, keys } = writeKeys(t, ['alice']);
 
-t.test('every error class has a problem type with its status, and every problem type a class', async (t) => {
+t.test('every code in the table has its class, with its status, and every class its row', async (t) => {
   type ErrorClass = new (...args: unknown[]) => Error & { code: string; statusCode: number };
-  const instances = (Object.values({ ...httpErrors, ...workerErrors }) as unknown[]).flatMap((value) => {
-    if (typeof value !== 'function') return [];
+  // Every coded class errors.ts exports, found by making one: none may be left out of ERROR_CLASSES.
+  const exported = (Object.values(errors) as unknown[]).filter((value): value is ErrorClass => {
+    if (typeof value !== 'function') return false;
     try {
       const made = new (value as ErrorClass)('x');
-      return made instanceof Error && typeof made.code === 'string' && made.code.startsWith('PTOON_') ? [made] : [];
+      return made instanceof Error && typeof made.code === 'string' && made.code.startsWith('PTOON_');
     } catch {
-      return []; // not an error class
+      return false; // not an error class
     }
   });
-  const seen = new Set<string>();
-  for (const err of instances) {
-    if (err.code === 'PTOON_ABORTED') continue; // never sent: the client is gone
-    seen.add(err.code);
-    const problem = (PROBLEMS as Record<string, { status: number }>)[err.code];
-    t.ok(problem, `${err.code} has a problem type`);
-    t.equal(problem?.status, err.statusCode, `${err.code}: the same status`);
+  const classes = new Set<unknown>(Object.values(ERROR_CLASSES));
+  for (const Class of exported) t.ok(classes.has(Class), `${new Class('x').code}'s class is in ERROR_CLASSES`);
+  t.same(Object.keys(ERROR_CLASSES).sort(), Object.keys(ERROR_CODES).sort(), 'a class for every code, a code for every class');
+  for (const [code, Class] of Object.entries(ERROR_CLASSES)) {
+    const made = new Class('x');
+    t.equal(made.code, code, `${code}: the class makes its own code`);
+    t.equal(made.statusCode, ERROR_CODES[code as keyof typeof ERROR_CODES].status, `${code}: the status of its row`);
   }
-  t.same([...seen].sort(), Object.keys(PROBLEMS).sort(), 'no problem type without a class');
+  t.equal(classes.size, Object.keys(ERROR_CLASSES).length, 'no class serves two codes');
+});
+
+t.test('the problem catalogue is every code a client can be answered with', async (t) => {
+  const unanswered = Object.keys(ERROR_CODES).filter((code) => !Object.hasOwn(PROBLEMS, code));
+  t.same(unanswered, ['PTOON_ABORTED'], 'only the client-gone code is not a problem type');
+  for (const [code, problem] of Object.entries(PROBLEMS)) {
+    t.ok(problem.status >= 400 && problem.status < 600, `${code}: an error status`);
+    t.ok(problem.title.length > 0 && problem.description.length > 0, `${code}: a title and a description`);
+  }
+});
+
+t.test("a worker's code is the public one: the pool builds its class from it, keeping the worker's message", async (t) => {
+  const bad = inputError('PTOON_BAD_IMAGE', 'The JPEG image could not be read: it is damaged or truncated');
+  t.ok(bad instanceof ERROR_CLASSES.PTOON_BAD_IMAGE);
+  t.match(bad, { code: 'PTOON_BAD_IMAGE', statusCode: 422, message: 'The JPEG image could not be read: it is damaged or truncated' });
+  t.match(inputError('PTOON_UNSUPPORTED_MEDIA', 'The upload is SVG'), { code: 'PTOON_UNSUPPORTED_MEDIA', statusCode: 415 });
+  t.match(inputError('PTOON_UNKNOWN_STYLE', 'nope'), { code: 'PTOON_UNKNOWN_STYLE', statusCode: 400, message: 'Unknown style "nope"' }, 'the style id fills the class\'s message');
 });
 
 t.test('errors are application/problem+json with instance = X-Request-Id, no-store, and the old members kept', async (t) => {

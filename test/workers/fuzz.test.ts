@@ -111,7 +111,7 @@ t.test('a short seeded run over the image path: no crash, no hang, no non-coded 
   const total = Object.values(report.outcomes).reduce((a, b) => a + b, 0);
   t.equal(total, 2000, 'every case has an outcome');
   // The run reaches every answer the image path has, and gets past the header often.
-  for (const key of ['ok', 'coded BAD_IMAGE', 'coded TOO_MANY_PIXELS', 'coded UNSUPPORTED_FORMAT']) t.ok((report.outcomes[key] ?? 0) > 0, `${key}: ${report.outcomes[key]}`);
-  t.ok((report.codedByStage['BAD_IMAGE at decode'] ?? 0) > 100, `BAD_IMAGE at decode: ${report.codedByStage['BAD_IMAGE at decode']}`);
+  for (const key of ['ok', 'coded PTOON_BAD_IMAGE', 'coded PTOON_TOO_MANY_PIXELS', 'coded PTOON_UNSUPPORTED_MEDIA']) t.ok((report.outcomes[key] ?? 0) > 0, `${key}: ${report.outcomes[key]}`);
+  t.ok((report.codedByStage['PTOON_BAD_IMAGE at decode'] ?? 0) > 100, `PTOON_BAD_IMAGE at decode: ${report.codedByStage['PTOON_BAD_IMAGE at decode']}`);
   t.ok(report.peakRss > 0, 'the child peak RSS is measured');
 });

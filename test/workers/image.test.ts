@@ -34,9 +34,9 @@ t.test('sniffing accepts JPEG, PNG, WebP and names what it refuses', async (t) =
 });
 
 t.test('SVG is refused before any decoder runs, even with a PNG-looking name', async (t) => {
-  t.equal(await codeOf(probe(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'), LIMIT)), 'UNSUPPORTED_FORMAT');
+  t.equal(await codeOf(probe(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'), LIMIT)), 'PTOON_UNSUPPORTED_MEDIA');
   const gif = await sharp({ create: { width: 4, height: 4, channels: 3, background: 'red' } }).gif().toBuffer();
-  t.equal(await codeOf(probe(gif, LIMIT)), 'UNSUPPORTED_FORMAT');
+  t.equal(await codeOf(probe(gif, LIMIT)), 'PTOON_UNSUPPORTED_MEDIA');
 });
 
 t.test('EXIF orientation is applied before decoding goes on', async (t) => {
@@ -115,16 +115,16 @@ t.test('outputs carry no EXIF, XMP, IPTC, ICC or GPS, whatever the input had', a
 t.test('corrupt, truncated, oversized and bomb inputs give typed errors', async (t) => {
   const jpeg = await sharp(await halves(400, 300)).jpeg().toBuffer();
   const truncated = jpeg.subarray(0, Math.floor(jpeg.length * 0.6));
-  t.equal(await codeOf(fullDecode(truncated)), 'BAD_IMAGE', 'truncated JPEG');
+  t.equal(await codeOf(fullDecode(truncated)), 'PTOON_BAD_IMAGE', 'truncated JPEG');
   const garbage = Buffer.concat([jpeg.subarray(0, 4), Buffer.alloc(500, 7)]);
-  t.equal(await codeOf(fullDecode(garbage)), 'BAD_IMAGE', 'JPEG signature then garbage');
+  t.equal(await codeOf(fullDecode(garbage)), 'PTOON_BAD_IMAGE', 'JPEG signature then garbage');
   const png = await halves();
   const damaged = Buffer.from(png);
   damaged.fill(0, 40, 80);
-  t.equal(await codeOf(fullDecode(damaged)), 'BAD_IMAGE', 'damaged PNG');
+  t.equal(await codeOf(fullDecode(damaged)), 'PTOON_BAD_IMAGE', 'damaged PNG');
   // A decompression bomb: 25 megapixels of one colour compress to a few kilobytes.
   const bomb = await sharp({ create: { width: 5000, height: 5000, channels: 3, background: 'black' } }).png({ compressionLevel: 9 }).toBuffer();
   t.ok(bomb.length < 200_000, `bomb is small on the wire (${bomb.length} bytes)`);
-  t.equal(await codeOf(probe(bomb, LIMIT)), 'TOO_MANY_PIXELS', 'refused from the header');
-  t.equal(await codeOf(probe(png, 100)), 'TOO_MANY_PIXELS', 'limit is configurable');
+  t.equal(await codeOf(probe(bomb, LIMIT)), 'PTOON_TOO_MANY_PIXELS', 'refused from the header');
+  t.equal(await codeOf(probe(png, 100)), 'PTOON_TOO_MANY_PIXELS', 'limit is configurable');
 });

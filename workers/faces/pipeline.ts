@@ -41,7 +41,7 @@ export interface StylizeFacesArgs extends FaceOptions {
   detect?: DetectFaces | undefined;
   /**
    * Faces already found and selected on `original` (workers/pipeline.ts detects and selects them before the
-   * whole-image model runs, to answer NO_FACE early): used as given, not selected again.
+   * whole-image model runs, to answer PTOON_NO_FACE early): used as given, not selected again.
    */
   faces?: readonly Face[] | undefined;
   runHead: RunHead;
