@@ -56,6 +56,8 @@ export interface AppDeps {
   logStream?: Writable | undefined;
   /** A rate-limit store to use instead of the configured one (REDIS_URL, else in-process). */
   rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
+  /** The module the app's own pool runs in its worker threads (PoolConfig.workerFile); default workers/entry. */
+  workerFile?: URL | undefined;
 }
 
 export interface AppOptions extends AppDeps {
@@ -90,7 +92,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
     maxOutputSide: config.maxOutputSide,
     maxFaces: config.maxFaces,
     minFaceSize: config.minFaceSize,
-    testHooks: config.testHooks,
+    workerFile: opts.workerFile,
   });
   // Uploads in flight are bounded here, not by the pool: they take an inference place only once their body is in.
   await fastify.register(uploadBudgetPlugin, {

@@ -43,7 +43,8 @@ export interface PoolPluginOptions {
   maxOutputSide: number;
   maxFaces: number;
   minFaceSize: number;
-  testHooks: boolean;
+  /** PoolConfig.workerFile: given by code only (a test's fault-injecting worker), never by a setting. */
+  workerFile?: URL | undefined;
 }
 
 async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
@@ -62,7 +63,7 @@ async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
       maxOutputSide: opts.maxOutputSide,
       maxFaces: opts.maxFaces,
       minFaceSize: opts.minFaceSize,
-      testHooks: opts.testHooks,
+      workerFile: opts.workerFile,
     }));
   fastify.decorate('pool', pool);
   fastify.decorateRequest('inference', null);

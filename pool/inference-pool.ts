@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { loadManifests, verifyModels } from '../models/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
-import { GUARD, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
+import { GUARD, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type WorkerConfig } from '../contract.js';
 import {
   AbortedError,
   BadImageError,
@@ -55,8 +55,12 @@ export interface PoolConfig {
   maxFaces?: number;
   /** Faces smaller than this many pixels (box's longer side) are left to the whole-image result (default 48). */
   minFaceSize?: number;
-  /** Enables CartoonizeTask.testHook (fault injection). Never on in production. */
-  testHooks?: boolean;
+  /**
+   * The module each worker thread runs (Piscina's `filename`); default workers/entry. Its default export must be (a
+   * Promise of) the task handler, answering as workers/entry does. Code only, no setting reaches it: tests start the
+   * pool on a wrapper of the real worker that injects faults (test/fixtures/fault-worker.ts).
+   */
+  workerFile?: URL | undefined;
 }
 
 export interface StyleInfo {
@@ -72,8 +76,6 @@ export interface RunControl {
   signal?: AbortSignal | undefined;
   /** Hard bound on queue + run time; a task still running then is killed (its worker is replaced). */
   deadlineMs?: number | undefined;
-  /** Fault injection; ignored unless the pool was started with testHooks. */
-  testHook?: TestHook | undefined;
 }
 
 export interface RunResult extends CartoonizeSuccess {
@@ -175,11 +177,10 @@ export class InferencePool extends EventEmitter {
       maxOutputSide: positive(config.maxOutputSide, 4096),
       maxFaces: config.maxFaces ?? 8, // 0 turns the face path off
       minFaceSize: positive(config.minFaceSize, 48),
-      testHooks: config.testHooks ?? false,
     };
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const piscina = new Piscina({
-      filename: new URL(`../workers/entry${ext}`, import.meta.url).href,
+      filename: (config.workerFile ?? new URL(`../workers/entry${ext}`, import.meta.url)).href,
       workerData,
       // Every worker holds its own sessions: keep exactly `workers` of them, never idle-reaped and re-created.
       minThreads: workers,
@@ -322,7 +323,7 @@ export class InferencePool extends EventEmitter {
       return Promise.reject(new AbortedError());
     }
     const guard = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT); // flags, native calls entered
-    const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), guard, testHook: control.testHook };
+    const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), guard };
     return new Promise<RunResult>((resolve, reject) => {
       const entry: Waiting = {
         task,

@@ -22,14 +22,13 @@ import type { Pool } from '../plugins/pool.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
-import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../contract.js';
+import { DEFAULT_QUALITY, type CartoonizeOptions, type OutputFormat, type StageTimings } from '../contract.js';
 import { BadOptionError, UnknownStyleError, UnsupportedMediaError, UploadTooLargeError } from '../errors.js';
 import { sniffFormat } from '../contract.js';
 
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';
 const MIN_OUTPUT_SIDE = 16;
 const STYLE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
-const TEST_HOOKS: readonly TestHook[] = ['throw', 'exit', 'hang'];
 
 interface CartoonizeQuery {
   style?: string;
@@ -288,7 +287,6 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       const result = await pool.run(bytes, task, {
         signal: request.clientGone ?? undefined, // set by admit: aborted when the client hangs up
         deadlineMs: config.requestDeadlineMs,
-        testHook: testHookOf(request),
       });
       request.inference = { style: options.style, queueMs: result.queueMs, timings: result.timings, faces: result.faces };
       const output = Buffer.from(result.output);
@@ -311,12 +309,6 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   /** Whose upload this is, for the per-client cap: the key id when there is one, else the IP (as the rate limits count). */
   function uploaderOf(request: FastifyRequest): string {
     return request.keyId !== null ? callerKey(request) : ipKey(request);
-  }
-
-  function testHookOf(request: FastifyRequest): TestHook | undefined {
-    if (!config.testHooks) return undefined;
-    const value = request.headers['x-privatoon-test-hook'];
-    return TEST_HOOKS.find((h) => h === value);
   }
 
   const shared: Pick<RouteShorthandOptions, 'bodyLimit'> = { bodyLimit: config.maxUploadBytes };

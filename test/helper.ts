@@ -21,6 +21,7 @@ import { BUILTIN_MODELS_DIR } from '../models/registry.js';
 import { BusyError, NotReadyError } from '../errors.js';
 import type { Pool } from '../plugins/pool.js';
 import { InferencePool } from '../pool/inference-pool.js';
+import { FAULT_WORKER } from './fixtures/faults.js';
 
 export const ROOT = PROJECT_ROOT;
 /** Real photos shared by the project (read-only); tests that need them skip when the folder is absent. */
@@ -63,7 +64,8 @@ export function writeKeys(t: Test, ids: readonly string[]): { file: string; keys
 export interface PoolOptions {
   workers?: number;
   maxQueue?: number;
-  testHooks?: boolean;
+  /** Start the workers on the fault-injecting wrapper (fixtures/faults.ts: uploads marked with withFault). */
+  faults?: boolean;
   maxInputPixels?: number;
   maxOutputSide?: number;
 }
@@ -74,7 +76,7 @@ export async function startPool(t: Test, opts: PoolOptions = {}): Promise<Infere
     modelsDirs: [BUILTIN_MODELS_DIR],
     workers: opts.workers ?? 1,
     maxQueue: opts.maxQueue ?? 4,
-    testHooks: opts.testHooks ?? false,
+    workerFile: opts.faults === true ? FAULT_WORKER : undefined,
     maxInputPixels: opts.maxInputPixels,
     maxOutputSide: opts.maxOutputSide,
   });
@@ -301,10 +303,12 @@ export interface ServerProcess {
 /**
  * Runs server.ts in a child process, optionally under a wrapper (strace). Through tsx with its disk cache off, and
  * without the NODE_OPTIONS tap adds to children (its process-info hook writes a file at exit): the child is the
- * service as deployed, nothing more.
+ * service as deployed, nothing more. With `faults`, the same process on the fault-injecting worker
+ * (fixtures/fault-server.ts): uploads marked with fixtures/faults.ts's withFault get their fault.
  */
-export function spawnServer(env: Record<string, string>, wrapper: readonly string[] = []): ServerProcess {
-  const args = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', join(ROOT, 'server.ts')];
+export function spawnServer(env: Record<string, string>, wrapper: readonly string[] = [], opts: { faults?: boolean } = {}): ServerProcess {
+  const entry = opts.faults === true ? join(ROOT, 'test', 'fixtures', 'fault-server.ts') : join(ROOT, 'server.ts');
+  const args = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', entry];
   const [command, ...rest] = args as [string, ...string[]];
   const child = spawn(command, rest, {
     cwd: ROOT,
