@@ -59,6 +59,8 @@ export interface AppDeps {
   logStream?: Writable | undefined;
   /** A rate-limit store to use instead of the configured one (REDIS_URL, else in-process). */
   rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
+  /** The module the app's own pool runs in its worker threads (PoolConfig.workerFile); default workers/entry. */
+  workerFile?: URL | undefined;
 }
 
 export interface AppOptions extends AppDeps {
@@ -81,7 +83,7 @@ export async function app(fastify: FastifyInstance, opts: AppOptions) {
   await fastify.register(helmetPlugin, { tls: config.tlsCertFile !== null });
   await fastify.register(cacheControlPlugin);
   await fastify.register(drainPlugin);
-  await fastify.register(poolPlugin, { pool: opts.pool, settings: config.pool, testHooks: config.testHooks });
+  await fastify.register(poolPlugin, { pool: opts.pool, settings: config.pool, workerFile: opts.workerFile });
   await fastify.register(requestRecordPlugin);
   // Uploads in flight are bounded here, not by the pool: they take an inference place only once their body is in.
   await fastify.register(uploadBudgetPlugin, {

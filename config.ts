@@ -74,7 +74,6 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** After SIGTERM, readiness 503 while still serving this long, before the drain (SHUTDOWN_TIMEOUT_MS) begins. */
   shutdownGraceMs: number;
-  testHooks: boolean;
   allowRoot: boolean;
   runAsUser: string;
   tlsCertFile: string | null;
@@ -151,7 +150,6 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'), // one line per request
     shutdownTimeoutMs: read.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000), // below the unit's TimeoutStopSec (30 s, systemd/privatoon.service)
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', 0, 0, 600_000), // 0: nothing reads readiness in front (nginx); Kubernetes: longer than its endpoints take to drop the pod
-    testHooks: read.bool('PRIVATOON_TEST_HOOKS', false), // fault injection; tests only
     allowRoot: read.bool('ALLOW_ROOT', false), // a service that parses hostile images has no business running as root
     runAsUser: read.userName('RUN_AS_USER', 'nobody'), // started as root anyway (a container, a quick try): become this user first
     tlsCertFile: read.path('TLS_CERT_FILE'), // none: plain HTTP, TLS left to a proxy in front

@@ -28,9 +28,6 @@ export interface CartoonizeOptions {
   crop?: 'face' | undefined;
 }
 
-/** Fault injection for tests of the pool's recovery; honoured only when the pool was started with testHooks. */
-export type TestHook = 'throw' | 'exit' | 'hang';
-
 /**
  * Flags of a task's guard: one Int32 in a SharedArrayBuffer that the pool and the worker change only atomically, so
  * that a deadline never terminates a thread inside native code (the protocol: workers/native-guard.ts).
@@ -42,7 +39,6 @@ export interface CartoonizeTask extends CartoonizeOptions {
   input: ArrayBuffer;
   /** Shared, not transferred: the task's guard (Int32 0: GUARD flags; Int32 1: native calls entered). */
   guard: SharedArrayBuffer;
-  testHook?: TestHook | undefined;
 }
 
 /** Milliseconds spent in each stage inside the worker. */
@@ -112,7 +108,6 @@ export interface WorkerSettings {
 export interface WorkerConfig extends WorkerSettings {
   /** Validated manifests of the models to load, with absolute ONNX paths. */
   models: import('./models/manifest.js').ModelManifest[];
-  testHooks: boolean;
 }
 
 // ---- Worker notices ----

@@ -10,11 +10,14 @@
  *  - SIGHUP: re-read API_KEYS_FILE (a bad file keeps the old keys).
  *
  * Start-up errors name what is wrong (the variable, the model file and field, the key file and line) on stderr and
- * exit 1. Nothing here is needed by tests of the app itself; they use buildApp.
+ * exit 1. Nothing here is needed by tests of the app itself; they use buildApp. `main` runs when node is started on
+ * this file; a test's server process imports it instead, to run this very process on a pool of its own workers.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildApp } from './app.js';
+import { fileURLToPath } from 'node:url';
+import { buildApp, type AppDeps } from './app.js';
 import { loadConfig, type Config } from './config.js';
 
 function fail(message: string): never {
@@ -41,7 +44,8 @@ function becomeUser(user: string): { uid: number; gid: number } {
   return { uid, gid };
 }
 
-async function main(): Promise<void> {
+/** The service process: `deps` only from code (a test's fault-injecting workers), never from the environment. */
+export async function main(deps: AppDeps = {}): Promise<void> {
   let config: Config;
   try {
     config = loadConfig();
@@ -61,7 +65,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const app = buildApp(config);
+  const app = buildApp(config, deps);
   try {
     await app.ready();
     await app.metrics.listen();
@@ -114,4 +118,18 @@ process.on('unhandledRejection', (reason) => {
   process.exit(1);
 });
 
-await main();
+/**
+ * True when node was started on this file, by whatever path: relative or absolute, without its extension, through a
+ * symlink (resolved as node resolves its entry point); false when another module imports it.
+ */
+function startedOnThisFile(): boolean {
+  const started = process.argv[1];
+  if (started === undefined) return false;
+  try {
+    return realpathSync(createRequire(import.meta.url).resolve(started)) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (startedOnThisFile()) await main();

@@ -1,5 +1,6 @@
 /**
- * `npm run bench:faults`: the fault and shutdown runs against one service started with PRIVATOON_TEST_HOOKS=1.
+ * `npm run bench:faults`: the fault and shutdown runs against one service process: server.ts's own, its pool on the
+ * fault-injecting worker (test/fixtures/fault-server.ts), so that marked uploads crash or hang their worker.
  *
  *   npm run bench:faults                          # dctnet-bench at 512x512
  *   npm run bench:faults -- --style toon --size 256
@@ -34,7 +35,7 @@ async function main(): Promise<number> {
   const service = await startService({
     models: 'builtin+bench',
     workers: num(flags.workers, 'workers'),
-    testHooks: true,
+    faults: true,
     env: { REQUEST_DEADLINE_MS: String(num(flags['deadline-ms'], 'deadline-ms')), SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs), SHUTDOWN_GRACE_MS: String(graceMs) },
   });
   const results: FaultResult[] = [];

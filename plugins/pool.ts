@@ -35,7 +35,8 @@ export interface PoolPluginOptions {
   /** A pool started elsewhere (tests). Its owner closes it; this plugin does not. */
   pool?: Pool | undefined;
   settings: PoolSettings;
-  testHooks: boolean;
+  /** PoolStartOptions.workerFile: given by code only (a test's fault-injecting worker), never by a setting. */
+  workerFile?: URL | undefined;
 }
 
 async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
@@ -43,7 +44,7 @@ async function poolPlugin(fastify: FastifyInstance, opts: PoolPluginOptions) {
   // Start-up fails here, naming the model file and field, if any model is bad: the server never listens without one.
   const pool: Pool =
     opts.pool ??
-    (await InferencePool.start(opts.settings, { testHooks: opts.testHooks }));
+    (await InferencePool.start(opts.settings, { workerFile: opts.workerFile }));
   fastify.decorate('pool', pool);
   fastify.decorateRequest('inference', null);
 

@@ -20,13 +20,17 @@ import { Piscina } from 'piscina';
 import { loadManifests, verifyModels } from '../models/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
 import type { PoolSettings } from '../config.js';
-import { DEFAULT_QUALITY, GUARD, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
+import { DEFAULT_QUALITY, GUARD, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type WorkerConfig } from '../contract.js';
 import { AbortedError, BusyError, DeadlineError, inputError, NotReadyError, UnknownStyleError, WorkerFailedError } from '../errors.js';
 
 /** Start-up options that are not settings of the service. */
 export interface PoolStartOptions {
-  /** Enables CartoonizeTask.testHook (fault injection). Never on in production. */
-  testHooks?: boolean;
+  /**
+   * The module each worker thread runs (Piscina's `filename`); default workers/entry. Its default export must be (a
+   * Promise of) the task handler, answering as workers/entry does. Code only, no setting reaches it: tests start the
+   * pool on a wrapper of the real worker that injects faults (test/fixtures/fault-worker.ts).
+   */
+  workerFile?: URL | undefined;
 }
 
 /** A request's options as asked: style and quality may be left to the pool's defaults (`withDefaults`). */
@@ -55,8 +59,6 @@ export interface RunControl {
   signal?: AbortSignal | undefined;
   /** Hard bound on queue + run time; a task still running then is killed (its worker is replaced). */
   deadlineMs?: number | undefined;
-  /** Fault injection; ignored unless the pool was started with testHooks. */
-  testHook?: TestHook | undefined;
 }
 
 export interface RunResult extends CartoonizeSuccess {
@@ -154,11 +156,10 @@ export class InferencePool extends EventEmitter {
       maxOutputSide,
       maxFaces,
       minFaceSize,
-      testHooks: options.testHooks ?? false,
     };
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const piscina = new Piscina({
-      filename: new URL(`../workers/entry${ext}`, import.meta.url).href,
+      filename: (options.workerFile ?? new URL(`../workers/entry${ext}`, import.meta.url)).href,
       workerData,
       // Every worker holds its own sessions: keep exactly `workers` of them, never idle-reaped and re-created.
       minThreads: workers,
@@ -309,7 +310,7 @@ export class InferencePool extends EventEmitter {
       return Promise.reject(new AbortedError());
     }
     const guard = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT); // flags, native calls entered
-    const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), guard, testHook: control.testHook };
+    const task: CartoonizeTask = { ...options, input: ownedArrayBuffer(input), guard };
     return new Promise<RunResult>((resolve, reject) => {
       const entry: Waiting = {
         task,

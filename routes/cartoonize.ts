@@ -21,13 +21,12 @@ import { describeValidation, problemResponses } from '../plugins/errors.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
 import { watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
-import { DEFAULT_QUALITY, sniffFormat, type CartoonizeOptions, type OutputFormat, type StageTimings, type TestHook } from '../contract.js';
+import { DEFAULT_QUALITY, sniffFormat, type CartoonizeOptions, type OutputFormat, type StageTimings } from '../contract.js';
 import { BadOptionError, BadRequestError, UnsupportedMediaError, UploadTooLargeError, type ProblemCode } from '../errors.js';
 
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';
 const MIN_OUTPUT_SIDE = 16;
 const STYLE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
-const TEST_HOOKS: readonly TestHook[] = ['throw', 'exit', 'hang'];
 
 interface CartoonizeQuery {
   style?: string;
@@ -283,7 +282,6 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       const result = await pool.run(bytes, task, {
         signal: request.clientGone, // aborted when the client hangs up (plugins/request-record.ts)
         deadlineMs: config.requestDeadlineMs,
-        testHook: testHookOf(request),
       });
       request.inference = { style: options.style, queueMs: result.queueMs, timings: result.timings, faces: result.faces };
       const output = Buffer.from(result.output);
@@ -306,12 +304,6 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
   /** Whose upload this is, for the per-client cap: the key id when there is one, else the IP (as the rate limits count). */
   function uploaderOf(request: FastifyRequest): string {
     return request.keyId !== null ? callerKey(request) : ipKey(request);
-  }
-
-  function testHookOf(request: FastifyRequest): TestHook | undefined {
-    if (!config.testHooks) return undefined;
-    const value = request.headers['x-privatoon-test-hook'];
-    return TEST_HOOKS.find((h) => h === value);
   }
 
   const shared: Pick<RouteShorthandOptions, 'bodyLimit'> = { bodyLimit: config.maxUploadBytes };

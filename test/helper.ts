@@ -21,6 +21,7 @@ import { BUILTIN_MODELS_DIR } from '../models/registry.js';
 import { BusyError, NotReadyError } from '../errors.js';
 import type { Pool } from '../plugins/pool.js';
 import { InferencePool, withDefaults, type AskedOptions } from '../pool/inference-pool.js';
+import { FAULT_WORKER } from './fixtures/faults.js';
 
 export const ROOT = PROJECT_ROOT;
 /** Real photos shared by the project (read-only); tests that need them skip when the folder is absent. */
@@ -60,15 +61,16 @@ export function writeKeys(t: Test, ids: readonly string[]): { file: string; keys
   return { file, keys };
 }
 
-export type PoolOptions = Partial<PoolSettings> & { testHooks?: boolean };
+/** The pool's settings to change, and `faults`: start the workers on the fault-injecting wrapper (fixtures/faults.ts: uploads marked with withFault). */
+export type PoolOptions = Partial<PoolSettings> & { faults?: boolean };
 
 /**
  * A pool for one test file, shared by its apps (which do not close an injected pool); closed at the end. The test
  * configuration's settings (testEnv: the built-in style, one worker), with the queue at 4 unless given.
  */
 export async function startPool(t: Test, opts: PoolOptions = {}): Promise<InferencePool> {
-  const { testHooks = false, ...overrides } = opts;
-  const pool = await InferencePool.start({ ...testConfig().pool, maxQueue: 4, ...overrides }, { testHooks });
+  const { faults = false, ...overrides } = opts;
+  const pool = await InferencePool.start({ ...testConfig().pool, maxQueue: 4, ...overrides }, { workerFile: faults ? FAULT_WORKER : undefined });
   t.teardown(() => pool.destroy());
   return pool;
 }
@@ -296,10 +298,12 @@ export interface ServerProcess {
 /**
  * Runs server.ts in a child process, optionally under a wrapper (strace). Through tsx with its disk cache off, and
  * without the NODE_OPTIONS tap adds to children (its process-info hook writes a file at exit): the child is the
- * service as deployed, nothing more.
+ * service as deployed, nothing more. With `faults`, the same process on the fault-injecting worker
+ * (fixtures/fault-server.ts): uploads marked with fixtures/faults.ts's withFault get their fault.
  */
-export function spawnServer(env: Record<string, string>, wrapper: readonly string[] = []): ServerProcess {
-  const args = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', join(ROOT, 'server.ts')];
+export function spawnServer(env: Record<string, string>, wrapper: readonly string[] = [], opts: { faults?: boolean } = {}): ServerProcess {
+  const entry = opts.faults === true ? join(ROOT, 'test', 'fixtures', 'fault-server.ts') : join(ROOT, 'server.ts');
+  const args = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', entry];
   const [command, ...rest] = args as [string, ...string[]];
   const child = spawn(command, rest, {
     cwd: ROOT,

@@ -39,7 +39,6 @@ async function init(): Promise<(task: CartoonizeTask) => Promise<unknown>> {
     const input = new Uint8Array(task.input);
     try {
       beginTask(task.guard);
-      if (config.testHooks && task.testHook !== undefined) await runTestHook(task.testHook);
       const reply = await pipeline(sessions, input, task, config, scratch);
       if (!reply.ok) return reply;
       // Hand the result's memory back to the main thread instead of copying it.
@@ -50,18 +49,6 @@ async function init(): Promise<(task: CartoonizeTask) => Promise<unknown>> {
       input.fill(0);
     }
   };
-}
-
-/** Fault injection for the pool's recovery tests (enabled only by PoolConfig.testHooks). */
-async function runTestHook(hook: NonNullable<CartoonizeTask['testHook']>): Promise<void> {
-  switch (hook) {
-    case 'throw':
-      throw new Error('test hook: throw');
-    case 'exit':
-      process.exit(70);
-    case 'hang':
-      await new Promise((resolve) => setTimeout(resolve, 60_000));
-  }
 }
 
 export default init();

@@ -1,9 +1,10 @@
 /**
- * Fault runs against a running service started with PRIVATOON_TEST_HOOKS=1 and a short REQUEST_DEADLINE_MS:
- *  - workerKill: a worker dies mid-task (hook `exit`) while other requests run: that request is a clean 500 JSON,
+ * Fault runs against a running service started with `faults` (its workers fault on marked uploads) and a short
+ * REQUEST_DEADLINE_MS:
+ *  - workerKill: a worker dies mid-task (fault `exit`) while other requests run: that request is a clean 500 JSON,
  *    the others succeed, the crash is counted, the pool gets its worker back and the next requests succeed;
  *  - uploadDisconnect: clients send half their body and drop the socket: nothing is queued, nothing leaks;
- *  - queueDisconnect: every worker held by a slow request (hook `hang`, ended by the deadline), requests queued
+ *  - queueDisconnect: every worker held by a slow request (fault `hang`, ended by the deadline), requests queued
  *    behind, some of them dropped: they leave the queue at once, the running tasks are not disturbed, and the queue
  *    returns to 0.
  * Each returns the facts seen and its checks; the service is left serving.
@@ -63,7 +64,7 @@ export async function workerKill(service: Service, style: string, images: readon
     const before = await readPool(service.metricsUrl);
     // Ordinary requests on the other workers (and queued), with the fatal one among them.
     const others = Array.from({ length: workers }, (_, i) => client.send(cartoonize(service.key, style, images[i % images.length]!)));
-    const killed = await client.send(cartoonize(service.key, style, images[0]!, { hook: 'exit' }));
+    const killed = await client.send(cartoonize(service.key, style, images[0]!, { fault: 'exit' }));
     const recovery = await untilReady(service);
     const answers = await Promise.all(others);
     // Served again: one request per worker at once, so the replacement worker must be up and running.
@@ -89,7 +90,7 @@ export async function workerKill(service: Service, style: string, images: readon
       ),
     ];
     return {
-      name: 'worker killed mid-task (hook exit)',
+      name: 'worker killed mid-task (fault exit)',
       facts: `answer ${outcomeKey(killed)} in ${killed.ms.toFixed(0)} ms; ${workers} requests alongside: ${answers.map(outcomeKey).join(', ')}; ready again ${recovery.ms.toFixed(0)} ms later (/readyz 503 seen: ${recovery.sawNotReady ? 'yes' : 'no'})`,
       checks,
     };
@@ -153,7 +154,7 @@ export async function queueDisconnect(service: Service, style: string, images: r
     const before = await readPool(service.metricsUrl);
 
     // Every worker held by a slow request (the deadline ends it with 504 and replaces the worker).
-    const slow = Array.from({ length: workers }, () => client.send(cartoonize(service.key, style, images[0]!, { hook: 'hang' })));
+    const slow = Array.from({ length: workers }, () => client.send(cartoonize(service.key, style, images[0]!, { fault: 'hang' })));
     await waitForPool(service.metricsUrl, (g) => g.busy === workers, 'every worker to be busy');
     const waiting = Array.from({ length: queued }, (_, i) => partialRequest(service, cartoonize(service.key, style, images[i % images.length]!), 1));
     const answers = waiting.map(

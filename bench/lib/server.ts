@@ -25,8 +25,11 @@ export interface ServiceOptions {
   workers?: number;
   /** ORT_INTRA_THREADS; default 1. */
   intraThreads?: number;
-  /** PRIVATOON_TEST_HOOKS: lets a request inject a worker fault (X-Privatoon-Test-Hook). */
-  testHooks?: boolean;
+  /**
+   * Run the service on the fault-injecting worker (test/fixtures/fault-server.ts: server.ts's own process, its pool on
+   * test/fixtures/fault-worker.ts), so that an upload marked with `withFault` gets its fault. Default false.
+   */
+  faults?: boolean;
   /** Any other service variables (MAX_QUEUE, REQUEST_DEADLINE_MS, SHUTDOWN_TIMEOUT_MS, ...); they win. */
   env?: Record<string, string>;
   /** How long start-up may take (model checks and worker warm-up included). Default 90 s. */
@@ -121,22 +124,30 @@ function newestSourceMtime(): number {
     }
   };
   visit(PROJECT_ROOT, false);
-  for (const dir of ['plugins', 'routes', 'workers', 'models']) {
+  for (const dir of ['plugins', 'pool', 'routes', 'workers', 'models', join('test', 'fixtures')]) {
     const path = join(PROJECT_ROOT, dir);
     if (existsSync(path)) visit(path, true);
   }
   return newest;
 }
 
-/** dist/server.js when present and built after the last source change (a stale build would measure old code). */
-export function serverEntry(): { entry: 'dist' | 'tsx'; args: string[] } {
-  const compiled = join(PROJECT_ROOT, 'dist', 'server.js');
+/** The service's entry script, without its extension, relative to the project root. */
+const SERVER_SCRIPT = 'server';
+/** The same process with its pool on the fault-injecting worker. */
+const FAULT_SERVER_SCRIPT = join('test', 'fixtures', 'fault-server');
+
+/**
+ * The compiled script (dist/server.js) when present and built after the last source change (a stale build would
+ * measure old code), else the TypeScript one through tsx.
+ */
+export function serverEntry(script = SERVER_SCRIPT): { entry: 'dist' | 'tsx'; args: string[] } {
+  const compiled = join(PROJECT_ROOT, 'dist', `${script}.js`);
   const forced = process.env['BENCH_SERVER'];
   const useDist =
     forced === 'dist' || (forced !== 'tsx' && existsSync(compiled) && statSync(compiled).mtimeMs >= newestSourceMtime());
   return useDist
     ? { entry: 'dist', args: [compiled] }
-    : { entry: 'tsx', args: ['--import', 'tsx', join(PROJECT_ROOT, 'server.ts')] };
+    : { entry: 'tsx', args: ['--import', 'tsx', join(PROJECT_ROOT, `${script}.ts`)] };
 }
 
 export function modelsDirs(models: ModelSet): string {
@@ -163,7 +174,6 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
     RATE_LIMIT_MAX: '1000000',
     RATE_LIMIT_CHEAP_MAX: '1000000',
     LOG_LEVEL: 'info', // the deployed default; the "listening" lines are read from it
-    PRIVATOON_TEST_HOOKS: opts.testHooks === true ? 'true' : 'false',
     // The service refuses root; benchmark machines and CI containers often are root.
     ...(process.getuid?.() === 0 ? { ALLOW_ROOT: 'true' } : {}),
     ...opts.env,
@@ -174,7 +184,8 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
     if (value !== undefined) inherited[name] = value;
   }
 
-  const { entry, args } = opts.root === undefined ? serverEntry() : { entry: 'tsx' as const, args: ['--import', 'tsx', join(opts.root, 'server.ts')] };
+  const script = opts.faults === true ? FAULT_SERVER_SCRIPT : SERVER_SCRIPT;
+  const { entry, args } = opts.root === undefined ? serverEntry(script) : { entry: 'tsx' as const, args: ['--import', 'tsx', join(opts.root, `${script}.ts`)] };
   // BENCH_NODE_ARGS: flags for the service's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (main thread and workers).
   const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
   const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: opts.root ?? PROJECT_ROOT, env: { ...startScriptEnv(opts.root), ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });

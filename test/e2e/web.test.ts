@@ -15,6 +15,7 @@ import sharp from 'sharp';
 import t from 'tap';
 import { ROOT, build, listen, sharedImage, startPool, waitUntilReady } from '../helper.js';
 import { chromiumMissing, launchChromium, readAll, recordRequests, staysWithServer } from './browser.js';
+import { withFault } from '../fixtures/faults.js';
 import { syntheticPhoto } from '../../bench/photos.js';
 
 const ARTIFACTS = join(ROOT, 'test', 'artifacts');
@@ -43,8 +44,8 @@ async function photo(): Promise<{ name: string; mimeType: string; buffer: Buffer
 }
 
 async function main() {
-  // One pool for both apps under test; testHooks lets the second app make a request hang until its deadline.
-  const pool = await startPool(t, { testHooks: true });
+  // One pool for both apps under test, on the fault-injecting worker: the second app gets an upload that hangs until its deadline.
+  const pool = await startPool(t, { faults: true });
   const { app, logs } = await build(t, { env: ENV, pool });
   const origin = await listen(app);
   // The app with the stock limits (10 MB uploads), as a person meets it: for the pictures people look at.
@@ -334,22 +335,18 @@ async function main() {
   });
 
   await t.test('a real deadline (504) and the real per-IP limit (429), from a second app', async (t) => {
-    const strict = await build(t, { env: { ...ENV, UI_RATE_LIMIT_MAX: '1', REQUEST_DEADLINE_MS: '1500', PRIVATOON_TEST_HOOKS: 'true' }, pool });
+    const strict = await build(t, { env: { ...ENV, UI_RATE_LIMIT_MAX: '1', REQUEST_DEADLINE_MS: '1500' }, pool });
     const strictOrigin = await listen(strict.app);
     servers.push(strictOrigin);
     const other = await context.newPage();
     try {
       await other.goto(`${strictOrigin}/`);
       await ready(other);
-      // The only way to make the worker hang is the test hook header, which the page never sends: add it on the way.
-      await other.route(`${strictOrigin}/ui/cartoonize`, (route) =>
-        route.continue({ headers: { ...route.request().headers(), 'x-privatoon-test-hook': 'hang' } }),
-      );
-      await other.setInputFiles('#file', input);
+      // The page sends the file's bytes as they are, so a photo marked 'hang' makes the worker hang.
+      await other.setInputFiles('#file', { ...input, buffer: withFault(input.buffer, 'hang') });
       await other.locator('#submit').click();
       await settled(other, 'error');
       t.match(await other.locator('#status').innerText(), /took too long/, '504 from the deadline');
-      await other.unroute(`${strictOrigin}/ui/cartoonize`);
 
       await other.locator('#submit').click();
       await other.locator('#status[data-kind="error"]', { hasText: 'Too many' }).waitFor({ timeout: 30_000 });

@@ -4,21 +4,22 @@
  *  - a full queue answers 503 + Retry-After at once, before the upload is read, while /healthz answers quickly;
  *  - a task past the deadline is 504 (the deadline covers the wait too), a worker that throws or dies is 500, and
  *    the server carries on.
- * A worker is kept busy with the pool's 'hang' fault injection (PRIVATOON_TEST_HOOKS).
+ * The pool runs the fault-injecting worker (test/fixtures/faults.ts): a worker is kept busy by an upload marked 'hang'.
  */
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
+import { withFault } from '../fixtures/faults.js';
 import { build, encodeForm, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
 
 const DEADLINE_MS = 1500;
-const pool = await startPool(t, { workers: 1, maxQueue: 1, testHooks: true });
+const pool = await startPool(t, { workers: 1, maxQueue: 1, faults: true });
 const images = await fixtures();
 const { file, keys } = writeKeys(t, ['alice']);
 const key = { 'x-api-key': keys['alice']! };
 const { app } = await build(t, {
   pool,
-  env: { API_KEYS_FILE: file, PRIVATOON_TEST_HOOKS: 'true', REQUEST_DEADLINE_MS: String(DEADLINE_MS), RATE_LIMIT_MAX: '1000', UPLOADS_PER_CLIENT: '16' },
+  env: { API_KEYS_FILE: file, REQUEST_DEADLINE_MS: String(DEADLINE_MS), RATE_LIMIT_MAX: '1000', UPLOADS_PER_CLIENT: '16' },
 });
 const base = await listen(app);
 const api = `${base}/api/cartoonize`;
@@ -42,7 +43,7 @@ async function quiet(): Promise<void> {
 
 /** Occupies the only worker until the deadline answers 504 and the hung task's thread is ended. */
 function hang() {
-  return post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'hang' });
+  return post(api, form(withFault(images.jpeg, 'hang')), key);
 }
 
 t.test('a client that disconnects while queued has its task dropped', async (t) => {
@@ -112,7 +113,7 @@ t.test('worker faults are 500s and the server carries on', async (t) => {
   for (const fault of ['throw', 'exit'] as const) {
     await quiet();
     const crashesBefore = pool.stats().workerCrashes;
-    const res = await post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': fault });
+    const res = await post(api, form(withFault(images.jpeg, fault)), key);
     t.equal(res.status, 500, fault);
     t.match(res.json(), { status: 500, code: 'PTOON_WORKER_FAILED', title: 'Inference failed', detail: 'Inference failed', statusCode: 500, error: 'Internal Server Error', message: 'Inference failed' });
     if (fault === 'exit') t.equal(pool.stats().workerCrashes, crashesBefore + 1, 'the crash is counted');

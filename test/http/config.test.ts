@@ -34,7 +34,6 @@ t.test('defaults', async (t) => {
   t.equal(config.metricsPort, 9464);
   t.equal(config.logLevel, 'info');
   t.equal(config.shutdownTimeoutMs, 10_000);
-  t.equal(config.testHooks, false);
   t.equal(config.allowRoot, false);
   t.equal(config.tlsCertFile, null);
   t.ok(Object.isFrozen(config) && Object.isFrozen(config.pool) && Object.isFrozen(config.pool.modelsDirs), 'frozen');

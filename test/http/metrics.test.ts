@@ -7,13 +7,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import t from 'tap';
+import { withFault } from '../fixtures/faults.js';
 import { ROOT, build, encodeForm, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
 
-const pool = await startPool(t, { workers: 1, maxQueue: 1, testHooks: true });
+const pool = await startPool(t, { workers: 1, maxQueue: 1, faults: true });
 const images = await fixtures();
 const { file, keys } = writeKeys(t, ['alice']);
 const key = { 'x-api-key': keys['alice']! };
-const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: file, PRIVATOON_TEST_HOOKS: 'true', REQUEST_DEADLINE_MS: '1000', LOG_LEVEL: 'info' } });
+const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: file, REQUEST_DEADLINE_MS: '1000', LOG_LEVEL: 'info' } });
 const base = await listen(app);
 const metricsAddress = await app.metrics.listen(0);
 const api = `${base}/api/cartoonize`;
@@ -54,7 +55,7 @@ t.test('counters and histograms move with traffic', async (t) => {
   t.equal((await post(api, form(images.svg, { type: 'image/svg+xml' }), key)).status, 415);
   t.equal((await post(api, form(images.jpeg), {})).status, 401);
   t.equal((await post(api, form(images.jpeg), { 'x-api-key': 'ptk_wrong' })).status, 401);
-  t.equal((await post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'exit' })).status, 500);
+  t.equal((await post(api, form(withFault(images.jpeg, 'exit')), key)).status, 500);
   await waitUntilReady(pool);
 
   const after = await scrape();
@@ -71,7 +72,7 @@ t.test('counters and histograms move with traffic', async (t) => {
 
 t.test('queue depth and busy workers are read live; busy and aborted rejections are counted', async (t) => {
   await waitUntilReady(pool);
-  const hung = post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'hang' });
+  const hung = post(api, form(withFault(images.jpeg, 'hang')), key);
   while (pool.stats().busy < 1) await sleep(5);
   // A client that leaves while queued.
   const { payload, contentType } = await encodeForm(form(images.jpeg));

@@ -11,6 +11,7 @@ import { ServerResponse, request as httpRequest } from 'node:http';
 import t from 'tap';
 import type { RequestRecord } from '../../plugins/request-record.js';
 import { ROOT, build, encodeForm, fakePool, fixtures, form, listen, post, sleep, startPool, waitUntilReady, writeKeys } from '../helper.js';
+import { withFault } from '../fixtures/faults.js';
 
 const added = new WeakMap<object, Map<string | symbol, number>>();
 // Counts the end-of-response listeners ('close', 'finish') the project's own code adds to each server response
@@ -34,11 +35,11 @@ t.teardown(() => {
   delete (proto as Partial<typeof proto>).addListener;
 });
 
-const pool = await startPool(t, { workers: 1, maxQueue: 1, testHooks: true });
+const pool = await startPool(t, { workers: 1, maxQueue: 1, faults: true });
 const images = await fixtures();
 const { file, keys } = writeKeys(t, ['alice']);
 const key = { 'x-api-key': keys['alice']! };
-const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: file, PRIVATOON_TEST_HOOKS: 'true', REQUEST_DEADLINE_MS: '1000', LOG_LEVEL: 'info' } });
+const { app, logs } = await build(t, { pool, env: { API_KEYS_FILE: file, REQUEST_DEADLINE_MS: '1000', LOG_LEVEL: 'info' } });
 const base = await listen(app);
 const api = `${base}/api/cartoonize`;
 
@@ -112,7 +113,7 @@ t.test('an injected request (app.inject, no socket) is answered, once', async (t
 t.test('a client that leaves while queued: one aborted record, its task dropped', async (t) => {
   await waitUntilReady(pool);
   const abortedBefore = pool.stats().abortedQueued;
-  const hung = post(api, form(images.jpeg), { ...key, 'x-privatoon-test-hook': 'hang' });
+  const hung = post(api, form(withFault(images.jpeg, 'hang')), key);
   await until(() => pool.stats().busy === 1, 'the worker to be busy');
   const gone = await startUpload('left-while-queued', images.jpeg, true);
   await until(() => pool.stats().queued === 1, 'the task to be queued');

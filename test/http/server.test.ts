@@ -9,6 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { newApiKey } from '../../keys.js';
+import { withFault } from '../fixtures/faults.js';
 import { encodeForm, fixtures, form, magic, post, sleep, spawnServer, type ServerProcess } from '../helper.js';
 
 const images = await fixtures();
@@ -133,15 +134,11 @@ t.test('SHUTDOWN_GRACE_MS: after SIGTERM, readiness 503 while requests are still
 
 t.test('the shutdown bound cuts what does not finish in time', async (t) => {
   const key = newApiKey('k');
-  const server = spawnServer({
-    API_KEYS_FILE: keysFile(t, key.line),
-    SHUTDOWN_TIMEOUT_MS: '1000',
-    REQUEST_DEADLINE_MS: '60000',
-    PRIVATOON_TEST_HOOKS: 'true',
-  });
+  // server.ts's own process on the fault-injecting worker: a request that never finishes is an upload marked 'hang'.
+  const server = spawnServer({ API_KEYS_FILE: keysFile(t, key.line), SHUTDOWN_TIMEOUT_MS: '1000', REQUEST_DEADLINE_MS: '60000' }, [], { faults: true });
   t.teardown(() => stop(server));
   const base = await server.listening;
-  const stuck = post(`${base}/api/cartoonize`, form(images.jpeg), { 'x-api-key': key.key, 'x-privatoon-test-hook': 'hang' }).catch((err: Error) => err);
+  const stuck = post(`${base}/api/cartoonize`, form(withFault(images.jpeg, 'hang')), { 'x-api-key': key.key }).catch((err: Error) => err);
   await sleep(500);
   const signalled = Date.now();
   server.signal('SIGTERM');

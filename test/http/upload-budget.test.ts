@@ -6,6 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import sharp from 'sharp';
 import t from 'tap';
+import { withFault } from '../fixtures/faults.js';
 import { build, encodeForm, fixtures, form, listen, post, sleep, startPool, writeKeys } from '../helper.js';
 
 const images = await fixtures();
@@ -150,12 +151,12 @@ t.test('an upload slower than UPLOAD_MIN_BYTES_PER_S, or stalled, is cut with 40
 });
 
 t.test('a client that hangs up once its body is sent, while the pool is busy, gets no inference run', async (t) => {
-  const pool = await startPool(t, { workers: 1, maxQueue: 8, testHooks: true });
-  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '1000', PRIVATOON_TEST_HOOKS: 'true', REQUEST_DEADLINE_MS: '1500' } });
+  const pool = await startPool(t, { workers: 1, maxQueue: 8, faults: true });
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, RATE_LIMIT_MAX: '1000', REQUEST_DEADLINE_MS: '1500' } });
   const base = await listen(app);
   const before = pool.stats().completed;
   // The only worker is held (the hang ends at the deadline, without completing), so every request below would queue.
-  const busy = post(`${base}/api/cartoonize`, images.jpeg, { ...key, 'content-type': 'image/jpeg', 'x-privatoon-test-hook': 'hang' });
+  const busy = post(`${base}/api/cartoonize`, withFault(images.jpeg, 'hang'), { ...key, 'content-type': 'image/jpeg' });
   await until(() => pool.stats().busy === 1, 'the worker to be busy');
   // A large photo: reading its form takes many turns of the event loop, during which the hang-up arrives.
   const photo = await noisyJpeg(1600, 1200);

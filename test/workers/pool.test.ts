@@ -4,6 +4,7 @@ import t from 'tap';
 import { buildChannel0Model, buildInvertModel, buildSlowModel } from '../../models/generate/test-models.js';
 import { DEFAULT_QUALITY, type CartoonizeOptions } from '../../contract.js';
 import { InferencePool, ownedArrayBuffer } from '../../pool/inference-pool.js';
+import { FAULT_WORKER, withFault } from '../fixtures/faults.js';
 import { imageManifest, modelsDir } from '../fixtures/models.js';
 
 const opts = (style: string, extra: Partial<CartoonizeOptions> = {}): CartoonizeOptions => ({ style, format: 'png', quality: 90, ...extra });
@@ -126,11 +127,11 @@ t.test('bad input gives typed errors and the pool carries on', async (t) => {
 
 t.test('a queued task whose client went away is dropped; a full queue is a typed 503', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1, maxQueue: 1 }), { testHooks: true });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1, maxQueue: 1 }), { workerFile: FAULT_WORKER });
   t.teardown(() => pool.destroy());
   const { png } = await gradient();
 
-  const hung = pool.run(Buffer.from(png), opts('inv'), { testHook: 'hang', deadlineMs: 1500 });
+  const hung = pool.run(withFault(png, 'hang'), opts('inv'), { deadlineMs: 1500 });
   const client = new AbortController();
   const queued = pool.run(Buffer.from(png), opts('inv'), { signal: client.signal });
   t.equal(pool.stats().queued, 1, 'second task waits');
@@ -154,23 +155,27 @@ t.test('a queued task whose client went away is dropped; a full queue is a typed
 
 t.test('a worker that throws or dies is survived', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }), { testHooks: true });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }), { workerFile: FAULT_WORKER });
   t.teardown(() => pool.close());
   const { png } = await gradient();
-  await t.rejects(pool.run(Buffer.from(png), opts('inv'), { testHook: 'throw' }), { code: 'PTOON_WORKER_FAILED', statusCode: 500 });
+  await t.rejects(pool.run(withFault(png, 'throw'), opts('inv')), { code: 'PTOON_WORKER_FAILED', statusCode: 500 });
   t.equal((await pool.run(Buffer.from(png), opts('inv'))).width, 48, 'next task after a throw');
-  await t.rejects(pool.run(Buffer.from(png), opts('inv'), { testHook: 'exit' }), { code: 'PTOON_WORKER_FAILED' });
+  await t.rejects(pool.run(withFault(png, 'exit'), opts('inv')), { code: 'PTOON_WORKER_FAILED' });
   t.equal(pool.stats().workerCrashes, 1);
   t.equal((await pool.run(Buffer.from(png), opts('inv'))).width, 48, 'next task after a crash');
   t.equal(pool.ready, true, 'ready again once the replacement warmed up');
 });
 
-t.test('test hooks are ignored unless enabled', async (t) => {
+t.test('the production worker has no fault injection: a marked upload is just an image', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
   const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }));
   t.teardown(() => pool.close());
-  const { png } = await gradient();
-  t.equal((await pool.run(Buffer.from(png), opts('inv'), { testHook: 'exit' })).width, 48);
+  const { png, raw } = await gradient();
+  for (const fault of ['throw', 'exit', 'hang'] as const) {
+    const result = await pool.run(withFault(png, fault), opts('inv'), { deadlineMs: 10_000 });
+    t.ok((await pixels(result.output)).equals(Buffer.from(raw.map((v) => 255 - v))), `"${fault}" marker: the image is served, inverted`);
+  }
+  t.equal(pool.stats().workerCrashes, 0, 'no worker died');
 });
 
 t.test('two workers run inference concurrently without crashing', async (t) => {
@@ -186,11 +191,11 @@ t.test('two workers run inference concurrently without crashing', async (t) => {
 
 t.test('a client that hangs up on a running task does not take its deadline away', async (t) => {
   const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
-  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }), { testHooks: true });
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1 }), { workerFile: FAULT_WORKER });
   t.teardown(() => pool.destroy());
   const { png } = await gradient();
   const client = new AbortController();
-  const stuck = pool.run(Buffer.from(png), opts('inv'), { testHook: 'hang', deadlineMs: 800, signal: client.signal });
+  const stuck = pool.run(withFault(png, 'hang'), opts('inv'), { deadlineMs: 800, signal: client.signal });
   await new Promise((resolve) => setTimeout(resolve, 200));
   client.abort();
   await t.rejects(stuck, { code: 'PTOON_ABORTED' }, 'the caller is answered at once');
@@ -201,6 +206,7 @@ t.test('a client that hangs up on a running task does not take its deadline away
   const next = await pool.run(Buffer.from(png), opts('inv'), { deadlineMs: 10_000 });
   t.equal(next.width, 48);
   t.ok(Date.now() - started < 30_000, `served after ${Date.now() - started} ms, not after the hang's 60 s`);
+  t.equal(pool.stats().deadlineKills, 1, 'the hung thread, found in JavaScript, was terminated');
 });
 
 t.test('the pool owns the option defaults: its default style, the format\'s quality', async (t) => {
