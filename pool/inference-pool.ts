@@ -18,9 +18,10 @@ import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
-import { loadManifests, verifyModels } from '../models/registry.js';
-import type { ModelManifest } from '../models/manifest.js';
-import { GUARD, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
+import { loadManifests, pinModels } from '../models/registry.js';
+import { ManifestError, type ModelManifest } from '../models/manifest.js';
+import { moduleFile } from '../paths.js';
+import { GUARD, disableOrtTelemetry, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type TestHook, type WorkerConfig } from '../contract.js';
 import {
   AbortedError,
   BadImageError,
@@ -34,7 +35,7 @@ import {
   UnsupportedMediaError,
   WorkerFailedError,
 } from '../errors.js';
-import { isWorkerNotice } from '../contract.js';
+import { isWorkerNotice, type WorkerNotice } from '../contract.js';
 
 export interface PoolConfig {
   /** Folders holding model manifests (`*.json`) and their ONNX files. */
@@ -148,15 +149,16 @@ export class InferencePool extends EventEmitter {
   }
 
   /**
-   * Validates every model, starts the workers and resolves once each has loaded its sessions and run a warm-up
-   * inference. Rejects with the first model or worker error, naming the file and field.
+   * Validates every manifest and pins its model's bytes, starts the workers and resolves once each has opened and
+   * checked its sessions (workers/model-check.ts) and run a warm-up inference. Rejects with the first model or worker
+   * error; a bad model's is the ManifestError naming the file and field, once, however many workers found it.
    */
   static async start(config: PoolConfig): Promise<InferencePool> {
     const manifests = await loadManifests(config.modelsDirs);
     if (!manifests.some((m) => m.role === 'whole')) {
       throw new Error(`No style found in ${config.modelsDirs.join(', ')}: at least one manifest with role "whole" is needed`);
     }
-    await verifyModels(manifests);
+    await pinModels(manifests);
 
     const workers = positive(config.workers, availableParallelism());
     const settings = {
@@ -177,9 +179,10 @@ export class InferencePool extends EventEmitter {
       minFaceSize: positive(config.minFaceSize, 48),
       testHooks: config.testHooks ?? false,
     };
-    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    // Before the first worker starts: they inherit the process's environment, where onnxruntime will look.
+    disableOrtTelemetry();
     const piscina = new Piscina({
-      filename: new URL(`../workers/entry${ext}`, import.meta.url).href,
+      filename: moduleFile('workers/entry'),
       workerData,
       // Every worker holds its own sessions: keep exactly `workers` of them, never idle-reaped and re-created.
       minThreads: workers,
@@ -197,20 +200,31 @@ export class InferencePool extends EventEmitter {
     return pool;
   }
 
-  /** Resolves when every worker has warmed up; rejects (and closes the pool) if a worker fails to initialise. */
+  /**
+   * Resolves when every worker has warmed up; rejects (and closes the pool) if a worker fails to initialise, with
+   * the first failure: a bad model's ManifestError, said once however many workers found it.
+   *
+   * A failed start ends the workers only once each has reported (ready or failed) or exited: one still opening a
+   * session or running its warm-up is inside onnxruntime, and terminating a thread there aborts the whole process.
+   */
   private waitUntilWarm(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const fail = (err: Error) => {
+      const reported = new Set<number>();
+      let failure: Error | undefined;
+      const stopWaiting = () => {
         this.piscina.off('message', onMessage);
-        void this.piscina.destroy();
-        reject(err);
+        this.piscina.off('error', onError);
+        this.piscina.off('workerDestroy', onWorkerGone);
       };
-      const onMessage = (message: unknown) => {
-        if (!isWorkerNotice(message)) return;
-        if (message.type === 'init-failed') fail(new Error(message.message));
-        if (this.readyThreads.size >= this.workers) {
-          this.piscina.off('message', onMessage);
-          this.piscina.off('error', fail);
+      const settle = () => {
+        if (failure !== undefined) {
+          const alive = this.piscina.threads.map((thread) => thread.threadId).filter((id) => id !== -1);
+          if (alive.some((id) => !reported.has(id))) return;
+          stopWaiting();
+          void this.piscina.destroy();
+          reject(failure);
+        } else if (this.readyThreads.size >= this.workers) {
+          stopWaiting();
           // Piscina reports worker errors that no task was waiting on here; an 'error' event nobody listens to
           // would end the process, so it is passed on only to a listener (the server logs it).
           this.piscina.on('error', (err: Error) => {
@@ -219,6 +233,19 @@ export class InferencePool extends EventEmitter {
           resolve();
         }
       };
+      const onMessage = (message: unknown) => {
+        if (!isWorkerNotice(message)) return;
+        reported.add(message.threadId);
+        if (message.type === 'init-failed') failure ??= initError(message);
+        settle();
+      };
+      // A worker that failed before it could say so (its module did not load): Piscina reports it here.
+      const onError = (err: Error) => {
+        failure ??= err;
+        settle();
+      };
+      // Piscina says a worker is gone before it drops it from `threads`: look once it has.
+      const onWorkerGone = () => queueMicrotask(settle);
       // Registered before any worker can speak: readiness of replacement workers is tracked for the pool's life.
       this.piscina.on('message', (message: unknown) => {
         if (isWorkerNotice(message) && message.type === 'ready') {
@@ -239,7 +266,8 @@ export class InferencePool extends EventEmitter {
         for (const id of this.readyThreads) if (!alive.has(id)) this.readyThreads.delete(id);
       });
       this.piscina.on('message', onMessage);
-      this.piscina.once('error', fail);
+      this.piscina.on('error', onError);
+      this.piscina.on('workerDestroy', onWorkerGone);
     });
   }
 
@@ -485,6 +513,12 @@ export class InferencePool extends EventEmitter {
       this.settle(entry, new NotReadyError());
     }
   }
+}
+
+/** A worker's start-up failure as the pool reports it: a bad model's own ManifestError, rebuilt from its fields. */
+function initError(notice: Extract<WorkerNotice, { type: 'init-failed' }>): Error {
+  const m = notice.manifest;
+  return m === undefined ? new Error(notice.message) : new ManifestError(m.file, m.field, m.problem);
 }
 
 function inputError(code: string, message: string): Error {
