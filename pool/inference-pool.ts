@@ -16,6 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { loadManifests, pinModels } from '../models/registry.js';
@@ -202,28 +203,41 @@ export class InferencePool extends EventEmitter {
 
   /**
    * Resolves when every worker has warmed up; rejects (and closes the pool) if a worker fails to initialise, with
-   * the first failure: a bad model's ManifestError, said once however many workers found it.
+   * the first failure a worker reported: a bad model's ManifestError, said once however many workers found it.
    *
    * A failed start ends the workers only once each has reported (ready or failed) or exited: one still opening a
    * session or running its warm-up is inside onnxruntime, and terminating a thread there aborts the whole process.
    */
   private waitUntilWarm(): Promise<void> {
     return new Promise((resolve, reject) => {
+      // Every thread seen, with its id (Node resets a thread's id to -1 at exit), and those that reported or exited.
+      const threads = new Map<Worker, number>();
       const reported = new Set<number>();
-      let failure: Error | undefined;
-      const stopWaiting = () => {
-        this.piscina.off('message', onMessage);
-        this.piscina.off('error', onError);
-        this.piscina.off('workerDestroy', onWorkerGone);
-      };
+      const exited = new Set<Worker>();
+      // What a worker said went wrong; and what Piscina says of a worker that died, often only the echo of the former.
+      let reportedFailure: Error | undefined;
+      let crash: Error | undefined;
+      let done = false;
       const settle = () => {
+        if (done) return;
+        for (const thread of this.piscina.threads) {
+          if (threads.has(thread)) continue;
+          threads.set(thread, thread.threadId);
+          thread.once('exit', () => {
+            exited.add(thread);
+            settle();
+          });
+        }
+        const failure = reportedFailure ?? crash;
         if (failure !== undefined) {
-          const alive = this.piscina.threads.map((thread) => thread.threadId).filter((id) => id !== -1);
-          if (alive.some((id) => !reported.has(id))) return;
+          // Node delivers a thread's messages before its 'exit': an exited thread has said all it will say.
+          if ([...threads].some(([thread, id]) => !reported.has(id) && !exited.has(thread))) return;
+          done = true;
           stopWaiting();
           void this.piscina.destroy();
           reject(failure);
         } else if (this.readyThreads.size >= this.workers) {
+          done = true;
           stopWaiting();
           // Piscina reports worker errors that no task was waiting on here; an 'error' event nobody listens to
           // would end the process, so it is passed on only to a listener (the server logs it).
@@ -236,16 +250,17 @@ export class InferencePool extends EventEmitter {
       const onMessage = (message: unknown) => {
         if (!isWorkerNotice(message)) return;
         reported.add(message.threadId);
-        if (message.type === 'init-failed') failure ??= initError(message);
+        if (message.type === 'init-failed') reportedFailure ??= initError(message);
         settle();
       };
-      // A worker that failed before it could say so (its module did not load): Piscina reports it here.
       const onError = (err: Error) => {
-        failure ??= err;
+        crash ??= err;
         settle();
       };
-      // Piscina says a worker is gone before it drops it from `threads`: look once it has.
-      const onWorkerGone = () => queueMicrotask(settle);
+      const stopWaiting = () => {
+        this.piscina.off('message', onMessage);
+        this.piscina.off('error', onError);
+      };
       // Registered before any worker can speak: readiness of replacement workers is tracked for the pool's life.
       this.piscina.on('message', (message: unknown) => {
         if (isWorkerNotice(message) && message.type === 'ready') {
@@ -267,7 +282,7 @@ export class InferencePool extends EventEmitter {
       });
       this.piscina.on('message', onMessage);
       this.piscina.on('error', onError);
-      this.piscina.on('workerDestroy', onWorkerGone);
+      settle();
     });
   }
 

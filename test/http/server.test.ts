@@ -193,7 +193,7 @@ t.test('a model the workers refuse stops the start with one error naming the man
   const server = spawnServer({ MODELS_DIRS: dir, WORKERS: '3' });
   t.equal(await server.exited, 1, 'exit 1');
   const said = server.output().match(/named\.json: field "input\.name" is "pixels" but the model's are: input/g) ?? [];
-  t.equal(said.length, 1, `said once:\n${server.output()}`);
+  t.equal(said.length, 1, 'said once', { output: server.output() });
   t.match(server.output(), /cannot start: \/.*named\.json: field "input\.name"/, 'as a start-up error');
   t.notMatch(server.output(), /terminate called|Aborted|worker \d+:/, 'no abort, no worker chatter');
 });

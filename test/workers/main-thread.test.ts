@@ -33,7 +33,7 @@ function probe(t: Test, args: string[], script?: string): { stdout: string; load
   const dir = t.testdir({ 'probe.mjs': PROBE, ...(script === undefined ? {} : { 'script.mjs': script }) });
   const argv = script === undefined ? args : [join(dir, 'script.mjs')];
   const run = spawnSync(process.execPath, ['--import', 'tsx', '--import', join(dir, 'probe.mjs'), ...argv], { cwd: PROJECT_ROOT, encoding: 'utf8' });
-  t.equal(run.status, 0, run.stderr);
+  t.equal(run.status, 0, 'the process exits 0', { stderr: run.stderr });
   const line = run.stderr.split('\n').find((l) => l.startsWith('LOADED '));
   if (line === undefined) throw new Error(`the probe did not report: ${run.stderr}`);
   return { stdout: run.stdout, loaded: JSON.parse(line.slice('LOADED '.length)) as Loaded };
