@@ -16,8 +16,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
-import type { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { loadManifests, pinModels } from '../models/registry.js';
 import { ManifestError, type ModelManifest } from '../models/manifest.js';

@@ -1,6 +1,7 @@
 /**
  * The worker thread: one per core by default. At start it opens a session for every model, checks it against its
- * manifest (workers/model-check.ts) and warms it; then it runs one task at a time: encoded bytes in, encoded cartoon out, all in memory.
+ * manifest (workers/model-check.ts) and warms it; then it runs one task at a time: encoded bytes in, encoded cartoon
+ * out, all in memory.
  *
  * No fastify, no logger here: the worker returns timings and coded failures; the main thread decides what to log.
  */
