@@ -17,7 +17,8 @@ import type { Writable } from 'node:stream';
 import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { PROJECT_ROOT, readTls, type Config } from './config.js';
+import { readTls, type Config } from './config.js';
+import { PACKAGE_JSON } from './paths.js';
 import authPlugin from './plugins/auth.js';
 import cacheControlPlugin from './plugins/cache-control.js';
 import drainPlugin from './plugins/drain.js';
@@ -67,7 +68,7 @@ export interface AppOptions extends AppDeps {
   config: Config;
 }
 
-const VERSION = (JSON.parse(readFileSync(new URL('package.json', `file://${PROJECT_ROOT}`), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version;
 
 /** The app as a plugin (fastify/demo shape): no listen, no signals, no process state. */
 export async function app(fastify: FastifyInstance, opts: AppOptions) {

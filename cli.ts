@@ -17,12 +17,13 @@ import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { PROJECT_ROOT, loadConfig, type Config } from './config.js';
+import { loadConfig, type Config } from './config.js';
 import { newApiKey } from './keys.js';
 import { IMPORT_USAGE, runImport } from './models/import/cli.js';
-import { QUANTIZE_USAGE, quantizeCommand } from './models/quantize/command.js';
+import { QUANTIZE_USAGE } from './models/quantize/usage.js';
 import { DEFAULT_QUALITY, OUTPUT_FORMATS, type OutputFormat } from './contract.js';
 import { rowOf } from './errors.js';
+import { PACKAGE_JSON } from './paths.js';
 import { InferencePool } from './pool/inference-pool.js';
 
 /** Exit statuses (sysexits.h), so scripts can tell a typo from a bad photo from a broken install. */
@@ -91,7 +92,7 @@ SSIM 0.98 against fp32 (see models/quantize/README.md).
 ${EXIT_HELP}`,
 } as const;
 
-const VERSION = (JSON.parse(readFileSync(new URL('package.json', `file://${PROJECT_ROOT}`), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version;
 
 class UsageError extends Error {
   constructor(
@@ -250,7 +251,8 @@ async function main(argv: string[]): Promise<void> {
       return runImport(rest, (message) => new UsageError(message));
     case 'quantize':
       if (rest.includes('--help') || rest.includes('-h')) return help('quantize');
-      return quantizeCommand(rest, loadConfig());
+      // Imported here, not above: the quantizer runs onnxruntime in this thread, and no other command loads it.
+      return (await import('./models/quantize/command.js')).quantizeCommand(rest, loadConfig());
     case 'help':
     case '--help':
     case '-h':

@@ -10,12 +10,8 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import type { WorkerSettings } from './contract.js';
-import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from './models/registry.js';
-
-/** The project's root folder, from source (tsx) and from dist/ alike: package.json, web/, and ../shared sit beside it. */
-export const PROJECT_ROOT = fileURLToPath(new URL(new URL('.', import.meta.url).pathname.endsWith('/dist/') ? '../' : './', import.meta.url));
+import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from './paths.js';
 
 /** One rate-limit window: at most `max` requests per `windowMs`. */
 export interface RateWindow {

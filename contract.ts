@@ -110,6 +110,20 @@ export interface WorkerConfig extends WorkerSettings {
   models: import('./models/manifest.js').ModelManifest[];
 }
 
+// ---- The workers' environment ----
+
+/**
+ * onnxruntime-node has telemetry of its own on Linux: it keeps a SQLite store under ~/.cache/Microsoft, writes
+ * /tmp/mat-debug-<pid>.log and may upload events. A service that writes nothing to disk and calls no one turns it
+ * off. The native library reads ORT_DISABLE_TELEMETRY from the C environment when it creates its environment (the
+ * first session). A worker thread's process.env is a copy that never reaches the C environment, so the main thread
+ * calls this before it starts any worker (pool/inference-pool.ts), without loading onnxruntime itself; workers/ort.ts
+ * calls it too, for the model tools that load onnxruntime in the main thread. An operator's own value is kept.
+ */
+export function disableOrtTelemetry(env: NodeJS.ProcessEnv = process.env): void {
+  env['ORT_DISABLE_TELEMETRY'] ??= '1';
+}
+
 // ---- Worker notices ----
 
 /**
@@ -118,7 +132,14 @@ export interface WorkerConfig extends WorkerSettings {
  */
 export type WorkerNotice =
   | { privatoon: true; type: 'ready'; threadId: number }
-  | { privatoon: true; type: 'init-failed'; threadId: number; message: string };
+  | { privatoon: true; type: 'init-failed'; threadId: number; message: string; manifest?: ManifestProblem | undefined };
+
+/** A model that failed a worker's start-up checks: the fields of its ManifestError (models/manifest.ts). */
+export interface ManifestProblem {
+  file: string;
+  field: string;
+  problem: string;
+}
 
 export function isWorkerNotice(value: unknown): value is WorkerNotice {
   return typeof value === 'object' && value !== null && (value as { privatoon?: unknown }).privatoon === true;

@@ -24,7 +24,7 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { DEFAULT_QUALITY } from '../contract.js';
-import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../models/registry.js';
+import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../paths.js';
 import { list, num, readFlags } from './lib/args.js';
 import { benchImages } from './lib/images.js';
 import { loadRun, type LoadRunResult } from './lib/load-run.js';

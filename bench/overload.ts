@@ -10,7 +10,7 @@
  * Exit code 1 if a check fails.
  */
 import { availableParallelism } from 'node:os';
-import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../models/registry.js';
+import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../paths.js';
 import { num, readFlags } from './lib/args.js';
 import { formatChecks } from './lib/checks.js';
 import { benchImages } from './lib/images.js';

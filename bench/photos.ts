@@ -4,10 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { SHARED_DIR } from '../paths.js';
 
-export const SHARED_IMAGES = fileURLToPath(new URL('../../shared/images/', import.meta.url));
+export const SHARED_IMAGES = join(SHARED_DIR, 'images');
 
 export async function benchPhoto(name = 'astronaut_eileen_collins.png'): Promise<Buffer> {
   try {

@@ -16,7 +16,7 @@ import { poolSettings } from '../config.js';
 import { availableParallelism, cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
-import { BENCH_MODELS_DIR } from '../models/registry.js';
+import { BENCH_MODELS_DIR } from '../paths.js';
 import { InferencePool } from '../pool/inference-pool.js';
 import { facePathCost } from './faces.js';
 import { findManifest, plainLoop } from './lib/plain.js';

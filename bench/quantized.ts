@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../config.js';
-import { BENCH_MODELS_DIR } from '../models/registry.js';
+import { BENCH_MODELS_DIR } from '../paths.js';
 import { quantizeCommand } from '../models/quantize/command.js';
 import { findManifest, plainLoop } from './lib/plain.js';
 import type { BenchImage } from './lib/images.js';

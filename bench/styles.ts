@@ -7,7 +7,7 @@
  *   BENCH_SIZES=256,512 BENCH_SECONDS=10 npm run bench:styles
  */
 import { availableParallelism, cpus } from 'node:os';
-import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from '../models/registry.js';
+import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from '../paths.js';
 import { benchImages } from './lib/images.js';
 import { findManifest, plainLoop } from './lib/plain.js';
 

@@ -66,7 +66,8 @@ export class ManifestError extends Error {
   constructor(
     readonly file: string,
     readonly field: string,
-    problem: string,
+    /** What is wrong with the field; with file and field, all a worker sends for the main thread to rebuild this. */
+    readonly problem: string,
   ) {
     super(`${file}: field "${field}" ${problem}`);
     this.name = 'ManifestError';

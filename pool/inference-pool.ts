@@ -16,11 +16,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { loadManifests, verifyModels } from '../models/registry.js';
-import type { ModelManifest } from '../models/manifest.js';
+import { loadManifests, pinModels } from '../models/registry.js';
+import { ManifestError, type ModelManifest } from '../models/manifest.js';
+import { moduleFile } from '../paths.js';
 import type { PoolSettings } from '../config.js';
-import { DEFAULT_QUALITY, GUARD, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type WorkerConfig } from '../contract.js';
+import { DEFAULT_QUALITY, GUARD, disableOrtTelemetry, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type WorkerConfig, type WorkerNotice } from '../contract.js';
 import { AbortedError, BusyError, DeadlineError, inputError, NotReadyError, UnknownStyleError, WorkerFailedError } from '../errors.js';
 
 /** Start-up options that are not settings of the service. */
@@ -136,15 +138,16 @@ export class InferencePool extends EventEmitter {
   }
 
   /**
-   * Validates every model, starts the workers and resolves once each has loaded its sessions and run a warm-up
-   * inference. Rejects with the first model or worker error, naming the file and field.
+   * Validates every manifest and pins its model's bytes, starts the workers and resolves once each has opened and
+   * checked its sessions (workers/model-check.ts) and run a warm-up inference. Rejects with the first model or worker
+   * error; a bad model's is the ManifestError naming the file and field, once, however many workers found it.
    */
   static async start(settings: PoolSettings, options: PoolStartOptions = {}): Promise<InferencePool> {
     const manifests = await loadManifests(settings.modelsDirs);
     if (!manifests.some((m) => m.role === 'whole')) {
       throw new Error(`No style found in ${settings.modelsDirs.join(', ')}: at least one manifest with role "whole" is needed`);
     }
-    await verifyModels(manifests);
+    await pinModels(manifests);
 
     const { workers, intraOpThreads, interOpThreads, spinning, maxQueue, maxInputPixels, maxOutputSide, maxFaces, minFaceSize } = settings;
     const workerData: WorkerConfig = {
@@ -157,9 +160,10 @@ export class InferencePool extends EventEmitter {
       maxFaces,
       minFaceSize,
     };
-    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    // Before the first worker starts: they inherit the process's environment, where onnxruntime will look.
+    disableOrtTelemetry();
     const piscina = new Piscina({
-      filename: (options.workerFile ?? new URL(`../workers/entry${ext}`, import.meta.url)).href,
+      filename: options.workerFile?.href ?? moduleFile('workers/entry'),
       workerData,
       // Every worker holds its own sessions: keep exactly `workers` of them, never idle-reaped and re-created.
       minThreads: workers,
@@ -177,20 +181,44 @@ export class InferencePool extends EventEmitter {
     return pool;
   }
 
-  /** Resolves when every worker has warmed up; rejects (and closes the pool) if a worker fails to initialise. */
+  /**
+   * Resolves when every worker has warmed up; rejects (and closes the pool) if a worker fails to initialise, with
+   * the first failure a worker reported: a bad model's ManifestError, said once however many workers found it.
+   *
+   * A failed start ends the workers only once each has reported (ready or failed) or exited: one still opening a
+   * session or running its warm-up is inside onnxruntime, and terminating a thread there aborts the whole process.
+   */
   private waitUntilWarm(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const fail = (err: Error) => {
-        this.piscina.off('message', onMessage);
-        void this.piscina.destroy();
-        reject(err);
-      };
-      const onMessage = (message: unknown) => {
-        if (!isWorkerNotice(message)) return;
-        if (message.type === 'init-failed') fail(new Error(message.message));
-        if (this.readyThreads.size >= this.workers) {
-          this.piscina.off('message', onMessage);
-          this.piscina.off('error', fail);
+      // Every thread seen, with its id (Node resets a thread's id to -1 at exit), and those that reported or exited.
+      const threads = new Map<Worker, number>();
+      const reported = new Set<number>();
+      const exited = new Set<Worker>();
+      // What a worker said went wrong; and what Piscina says of a worker that died, often only the echo of the former.
+      let reportedFailure: Error | undefined;
+      let crash: Error | undefined;
+      let done = false;
+      const settle = () => {
+        if (done) return;
+        for (const thread of this.piscina.threads) {
+          if (threads.has(thread)) continue;
+          threads.set(thread, thread.threadId);
+          thread.once('exit', () => {
+            exited.add(thread);
+            settle();
+          });
+        }
+        const failure = reportedFailure ?? crash;
+        if (failure !== undefined) {
+          // Node delivers a thread's messages before its 'exit': an exited thread has said all it will say.
+          if ([...threads].some(([thread, id]) => !reported.has(id) && !exited.has(thread))) return;
+          done = true;
+          stopWaiting();
+          void this.piscina.destroy();
+          reject(failure);
+        } else if (this.readyThreads.size >= this.workers) {
+          done = true;
+          stopWaiting();
           // Piscina reports worker errors that no task was waiting on here; an 'error' event nobody listens to
           // would end the process, so it is passed on only to a listener (the server logs it).
           this.piscina.on('error', (err: Error) => {
@@ -198,6 +226,20 @@ export class InferencePool extends EventEmitter {
           });
           resolve();
         }
+      };
+      const onMessage = (message: unknown) => {
+        if (!isWorkerNotice(message)) return;
+        reported.add(message.threadId);
+        if (message.type === 'init-failed') reportedFailure ??= initError(message);
+        settle();
+      };
+      const onError = (err: Error) => {
+        crash ??= err;
+        settle();
+      };
+      const stopWaiting = () => {
+        this.piscina.off('message', onMessage);
+        this.piscina.off('error', onError);
       };
       // Registered before any worker can speak: readiness of replacement workers is tracked for the pool's life.
       this.piscina.on('message', (message: unknown) => {
@@ -219,7 +261,8 @@ export class InferencePool extends EventEmitter {
         for (const id of this.readyThreads) if (!alive.has(id)) this.readyThreads.delete(id);
       });
       this.piscina.on('message', onMessage);
-      this.piscina.once('error', fail);
+      this.piscina.on('error', onError);
+      settle();
     });
   }
 
@@ -473,6 +516,12 @@ export class InferencePool extends EventEmitter {
       this.settle(entry, new NotReadyError());
     }
   }
+}
+
+/** A worker's start-up failure as the pool reports it: a bad model's own ManifestError, rebuilt from its fields. */
+function initError(notice: Extract<WorkerNotice, { type: 'init-failed' }>): Error {
+  const m = notice.manifest;
+  return m === undefined ? new Error(notice.message) : new ManifestError(m.file, m.field, m.problem);
 }
 
 function inJavaScript(guard: Int32Array): boolean {

@@ -9,9 +9,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type {} from '@fastify/swagger'; // `schema.hide`: the page is not part of the API's OpenAPI document
 import type { FastifyInstance } from 'fastify';
+import { WEB_DIR } from '../paths.js';
 
 export interface WebOptions {
   /** The folder holding index.html, app.js and app.css; default: found next to the sources or the compiled files. */
@@ -45,12 +45,10 @@ const FILES = [
   { url: '/app.css', file: 'app.css', type: 'text/css; charset=utf-8' },
 ] as const;
 
-/** web/ is one level up from routes/web.ts (source, under tsx) and two up from dist/routes/web.js (compiled). */
+/** The project's web/ folder (paths.ts), checked at registration: a missing page stops start-up, not a request. */
 export function findWebDir(): string {
-  const candidates = [new URL('../web/', import.meta.url), new URL('../../web/', import.meta.url)].map((u) => fileURLToPath(u));
-  const found = candidates.find((dir) => existsSync(join(dir, 'index.html')));
-  if (found === undefined) throw new Error(`The web page's files are missing: no index.html in ${candidates.join(' or ')}`);
-  return found;
+  if (!existsSync(join(WEB_DIR, 'index.html'))) throw new Error(`The web page's files are missing: no index.html in ${WEB_DIR}`);
+  return WEB_DIR;
 }
 
 /** True when an If-None-Match header names this ETag (weak comparison, as RFC 9110 asks for GET). */

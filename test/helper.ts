@@ -15,9 +15,9 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import type { Test } from 'tap';
 import { buildApp } from '../app.js';
-import { PROJECT_ROOT, loadConfig, type Config, type PoolSettings } from '../config.js';
+import { loadConfig, type Config, type PoolSettings } from '../config.js';
 import { newApiKey } from '../keys.js';
-import { BUILTIN_MODELS_DIR } from '../models/registry.js';
+import { BUILTIN_MODELS_DIR, PROJECT_ROOT, SHARED_DIR } from '../paths.js';
 import { BusyError, NotReadyError } from '../errors.js';
 import type { Pool } from '../plugins/pool.js';
 import { InferencePool, withDefaults, type AskedOptions } from '../pool/inference-pool.js';
@@ -25,7 +25,7 @@ import { FAULT_WORKER } from './fixtures/faults.js';
 
 export const ROOT = PROJECT_ROOT;
 /** Real photos shared by the project (read-only); tests that need them skip when the folder is absent. */
-export const SHARED_IMAGES = join(ROOT, '..', 'shared', 'images');
+export const SHARED_IMAGES = join(SHARED_DIR, 'images');
 
 /** The environment every test starts from: one worker, ephemeral ports, no logs unless asked, root allowed (CI). */
 export function testEnv(extra: Record<string, string> = {}): Record<string, string> {

@@ -9,7 +9,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { buildApp } from '../app.js';
-import { PROJECT_ROOT, loadConfig } from '../config.js';
+import { loadConfig } from '../config.js';
+import { PROJECT_ROOT } from '../paths.js';
 
 const app = buildApp(loadConfig({ WORKERS: '1', PORT: '0', METRICS_PORT: '0', LOG_LEVEL: 'silent', ALLOW_ROOT: 'true' }));
 await app.ready();

@@ -1,12 +1,14 @@
 /**
- * The worker thread: one per core by default. At start it opens a session for every model and warms it; then it
- * runs one task at a time: encoded bytes in, encoded cartoon out, all in memory.
+ * The worker thread: one per core by default. At start it opens a session for every model, checks it against its
+ * manifest (workers/model-check.ts) and warms it; then it runs one task at a time: encoded bytes in, encoded cartoon
+ * out, all in memory.
  *
  * No fastify, no logger here: the worker returns timings and coded failures; the main thread decides what to log.
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { CartoonizeTask, WorkerConfig } from '../contract.js';
+import { ManifestError } from '../models/manifest.js';
 import { beginTask, endTask } from './native-guard.js';
 import type { WorkerNotice } from '../contract.js';
 import { pipeline } from './pipeline.js';
@@ -28,7 +30,9 @@ async function init(): Promise<(task: CartoonizeTask) => Promise<unknown>> {
       sessions.set(manifest.id, session);
     }
   } catch (err) {
-    notify({ privatoon: true, type: 'init-failed', threadId, message: `worker ${threadId}: ${(err as Error).message}` });
+    // A bad model is the manifest's fault, not this worker's: its fields cross over, for the pool to rebuild the error.
+    const manifest = err instanceof ManifestError ? { file: err.file, field: err.field, problem: err.problem } : undefined;
+    notify({ privatoon: true, type: 'init-failed', threadId, message: `worker ${threadId}: ${(err as Error).message}`, manifest });
     throw err;
   }
   notify({ privatoon: true, type: 'ready', threadId });

@@ -1,9 +1,10 @@
 /**
- * The one way this project loads onnxruntime. onnxruntime-node has telemetry of its own on Linux: it keeps a SQLite
- * store under ~/.cache/Microsoft, writes /tmp/mat-debug-<pid>.log and may upload events. A service that writes
- * nothing to disk and calls no one turns it off. The native library reads the variable when it creates its
- * environment, at the first session, so setting it here, in the main thread, covers the worker threads too.
+ * The one way this project loads onnxruntime: in worker threads, and in the model tools. Telemetry off first
+ * (contract.ts says why): effective where this runs in the main thread (the tools); for the workers, the pool has
+ * already set it in the process's environment before starting them.
  */
-process.env['ORT_DISABLE_TELEMETRY'] ??= '1';
+import { disableOrtTelemetry } from '../contract.js';
+
+disableOrtTelemetry();
 
 export * from 'onnxruntime-node';

@@ -1,6 +1,6 @@
 /**
  * The only place that talks to onnxruntime in a worker: creates one session per model with the operator's thread
- * settings, warms it, and runs it.
+ * settings, checks it against its manifest (workers/model-check.ts), warms it, and runs it.
  */
 import * as ort from './ort.js';
 import { readFile } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import type { ModelManifest } from '../models/manifest.js';
 import { sha256 } from '../models/registry.js';
 import sharp from 'sharp';
 import { greyMask, type FaceMask } from './faces/mask.js';
-import { checkYunetOutputs } from './faces/yunet.js';
+import { checkIo, unloadable, unreadableMask } from './model-check.js';
 import { native } from './native-guard.js';
 import { padTo } from './tensor.js';
 
@@ -35,7 +35,7 @@ export interface ModelSession {
 }
 
 export async function openSession(manifest: ModelManifest, threads: ThreadSettings): Promise<ModelSession> {
-  // The bytes the registry checked at start-up, or nothing: a file changed since then is refused, not loaded.
+  // The bytes the registry pinned at start-up, or nothing: a file changed since then is refused, not loaded.
   const bytes = await readFile(manifest.file);
   if (manifest.sha256 !== undefined && sha256(bytes) !== manifest.sha256) {
     throw new Error(`${manifest.file} (${manifest.source}) changed since start-up; restart the service to check and load it`);
@@ -48,8 +48,17 @@ export async function openSession(manifest: ModelManifest, threads: ThreadSettin
     graphOptimizationLevel: 'all',
     // Never set optimizedModelFilePath: it makes onnxruntime write the optimised graph to disk.
     extra: { session: { intra_op: { allow_spinning: threads.spinning ? '1' : '0' }, inter_op: { allow_spinning: threads.spinning ? '1' : '0' } } },
+  }).catch((err: unknown) => {
+    throw unloadable(manifest, err);
   });
-  if (manifest.role === 'detector') checkYunetOutputs(session.outputNames);
+  let mask: FaceMask | undefined;
+  try {
+    checkIo(manifest, session);
+    mask = manifest.mask === undefined ? undefined : await loadMask(manifest, manifest.mask, manifest.crop!);
+  } catch (err) {
+    await session.release();
+    throw err;
+  }
   const outputName = manifest.output.name;
   const float = (value: ort.OnnxValue | undefined, name: string): OutputTensor => {
     const tensor = value as ort.Tensor | undefined;
@@ -58,7 +67,7 @@ export async function openSession(manifest: ModelManifest, threads: ThreadSettin
   };
   return {
     manifest,
-    mask: manifest.mask === undefined ? undefined : await loadMask(manifest.mask, manifest.crop!),
+    mask,
     async run(data, dims) {
       const feeds = { [manifest.input.name]: new ort.Tensor('float32', data, dims) };
       const outputs = await native(() => session.run(feeds, [outputName]));
@@ -73,9 +82,14 @@ export async function openSession(manifest: ModelManifest, threads: ThreadSettin
   };
 }
 
-/** A head's mask image (a model file, checked at start-up), as grey levels resized to the crop. */
-async function loadMask(file: string, crop: number): Promise<FaceMask> {
-  const grey = await sharp(await readFile(file)).greyscale().resize(crop, crop, { fit: 'fill' }).raw().toBuffer();
+/** A head's mask image (a model file), as grey levels resized to the crop; one that does not decode names the manifest. */
+async function loadMask(manifest: ModelManifest, file: string, crop: number): Promise<FaceMask> {
+  let grey: Buffer;
+  try {
+    grey = await sharp(await readFile(file)).greyscale().resize(crop, crop, { fit: 'fill' }).raw().toBuffer();
+  } catch (err) {
+    throw unreadableMask(manifest, err);
+  }
   return greyMask(new Uint8Array(grey.buffer, grey.byteOffset, grey.length), crop);
 }
 

@@ -7,7 +7,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT, moduleFile } from '../../paths.js';
 import { mib } from '../lib/stats.js';
 import type { Limits, Stage } from './pipeline.js';
 import type { CaseMessage, FromChild, Inject, RawOutcome, ToChild } from './protocol.js';
@@ -85,8 +85,7 @@ export interface FuzzReport extends Tally {
   memoryBytes: number;
 }
 
-const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './child.ts' : './child.js', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CHILD = moduleFile('bench/fuzz/child');
 
 /** Outcome keys as the tables print them. */
 export function outcomeKey(r: Pick<CaseResult, 'outcome' | 'code'>): string {
@@ -104,7 +103,7 @@ class Child {
     // NODE_OPTIONS dropped: a test runner's hooks (tap's process-info writes a file at exit) stay out of the child.
     const { NODE_OPTIONS: _, ...env } = process.env;
     this.process = fork(CHILD, [], {
-      cwd: ROOT,
+      cwd: PROJECT_ROOT,
       execArgv: CHILD.endsWith('.ts') ? ['--import', 'tsx'] : [],
       env,
       serialization: 'advanced',

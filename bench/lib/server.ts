@@ -12,9 +12,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../../config.js';
 import { newApiKey } from '../../keys.js';
-import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../../models/registry.js';
+import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR, PROJECT_ROOT } from '../../paths.js';
 
 export type ModelSet = 'builtin' | 'builtin+bench';
 

@@ -6,12 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildDctnetBenchModel } from './dctnet-bench.js';
 import { buildNearfreeBenchModel } from './nearfree-bench.js';
 import { countParameters } from './onnx-builder.js';
 import { buildToonModel } from './toon.js';
+import { PROJECT_ROOT } from '../../paths.js';
 
 export { buildDctnetBenchModel, buildNearfreeBenchModel, buildToonModel, countParameters };
 export { GraphBuilder } from './onnx-builder.js';
@@ -39,15 +40,7 @@ const SHIPPED_MODELS: readonly { path: string; build: () => Uint8Array }[] = [
   { path: 'models/bench/nearfree-bench.onnx', build: buildNearfreeBenchModel },
 ];
 
-/** The folder holding package.json, found by walking up: this file runs from source and from dist/. */
-export function findProjectRoot(from = dirname(fileURLToPath(import.meta.url))): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
-  }
-}
-
-export function generateModels(root = findProjectRoot()): GeneratedModel[] {
+export function generateModels(root = PROJECT_ROOT): GeneratedModel[] {
   return SHIPPED_MODELS.map(({ path, build }) => {
     const bytes = build();
     const file = join(root, path);

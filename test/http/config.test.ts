@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, loadConfig, readTls } from '../../config.js';
 import { KeyFileError, KeySet, loadKeyFile, newApiKey, parseKeyFile } from '../../keys.js';
-import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from '../../models/registry.js';
+import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from '../../paths.js';
 
 t.test('defaults', async (t) => {
   const config = loadConfig({});

@@ -10,6 +10,8 @@ import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { newApiKey } from '../../keys.js';
 import { withFault } from '../fixtures/faults.js';
+import { buildInvertModel } from '../../models/generate/test-models.js';
+import { imageManifest, modelsDir } from '../fixtures/models.js';
 import { encodeForm, fixtures, form, magic, post, sleep, spawnServer, type ServerProcess } from '../helper.js';
 
 const images = await fixtures();
@@ -179,6 +181,18 @@ t.test('start-up errors name what is wrong', async (t) => {
       t.match(server.output(), pattern, what);
     }),
   );
+});
+
+t.test('a model the workers refuse stops the start with one error naming the manifest and field, with several workers', async (t) => {
+  // The runtime's checks run in the workers: each of the three finds the fault, the operator reads it once, and no
+  // worker is ended inside onnxruntime while the others are still opening their sessions (that aborts the process).
+  const dir = modelsDir(t, [{ manifest: imageManifest('named', { layout: 'NCHW', inputName: 'pixels' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const server = spawnServer({ MODELS_DIRS: dir, WORKERS: '3' });
+  t.equal(await server.exited, 1, 'exit 1');
+  const said = server.output().match(/named\.json: field "input\.name" is "pixels" but the model's are: input/g) ?? [];
+  t.equal(said.length, 1, 'said once', { output: server.output() });
+  t.match(server.output(), /cannot start: \/.*named\.json: field "input\.name"/, 'as a start-up error');
+  t.notMatch(server.output(), /terminate called|Aborted|worker \d+:/, 'no abort, no worker chatter');
 });
 
 t.test('started as root without ALLOW_ROOT, it becomes an unprivileged user before serving', { skip: process.getuid?.() !== 0 && 'not running as root' }, async (t) => {

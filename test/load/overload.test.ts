@@ -6,7 +6,7 @@
  * `npm run bench:overload` is the long version, with the DCT-Net-class model.
  */
 import t from 'tap';
-import { BUILTIN_MODELS_DIR } from '../../models/registry.js';
+import { BUILTIN_MODELS_DIR } from '../../paths.js';
 import { benchImages } from '../../bench/lib/images.js';
 import { overloadRun } from '../../bench/lib/overload-run.js';
 import { findManifest, plainLoop } from '../../bench/lib/plain.js';

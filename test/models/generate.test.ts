@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from '../../workers/ort.js';
 import sharp from 'sharp';
@@ -17,6 +16,7 @@ import {
   buildSlowModel,
 } from '../../models/generate/test-models.js';
 import { buildToonModel } from '../../models/generate/toon.js';
+import { SHARED_DIR } from '../../paths.js';
 
 /**
  * Pinned so that any change to a generator (or to the builder's encoding) is a deliberate one: update these
@@ -26,8 +26,7 @@ const TOON_SHA256 = '3e08554ffd65698c4db38c83cc3ca6dda4d94b1e782e4e0f2a7aa9be31c
 const BENCH_SHA256 = '8e263083d4cc5852c7b7d03edd310f77eab1b99151b666d4529f39b7ca1095b6';
 const NEARFREE_SHA256 = '737accaf5397b033ab2013c568cac0f9cc2254f1624d416599609437ac736cc4';
 
-const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SHARED_IMAGES = join(PROJECT_ROOT, '..', 'shared', 'images');
+const SHARED_IMAGES = join(SHARED_DIR, 'images');
 /** Public-domain NASA portrait (see ../shared/images/README.md). */
 const PHOTO = join(SHARED_IMAGES, 'astronaut_eileen_collins.png');
 

@@ -13,7 +13,9 @@ import { CARTOONGAN_STYLES, cartoonGanSource } from '../../models/import/cartoon
 import { decodeGraphDef, encodeGraphDef } from '../../models/import/graphdef.js';
 import { readTfGraph, sha256 } from '../../models/import/index.js';
 import { readTfjsModel } from '../../models/import/tfjs.js';
-import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR, loadManifests, verifyModels } from '../../models/registry.js';
+import { loadManifests } from '../../models/registry.js';
+import { verifyModels } from '../../models/verify.js';
+import { BUILTIN_MODELS_DIR, CARTOONGAN_MODELS_DIR } from '../../paths.js';
 import { compare, runOnnx, runTfjs, seeded } from '../fixtures/tf-models.js';
 
 const DIMS = [1, 8, 12, 3];

@@ -222,7 +222,8 @@ t.test('unsupported ops and malformed files are errors naming the file, the node
 t.test('import writes an ONNX file and a manifest the registry accepts', async (t) => {
   const dir = t.testdir({});
   const file = writeTfjsModel(dir, fused.nodes, fused.weights, 'float16');
-  const { loadManifests, verifyModels } = await import('../../models/registry.js');
+  const { loadManifests } = await import('../../models/registry.js');
+  const { verifyModels } = await import('../../models/verify.js');
   const out = join(dir, 'out');
   const model = await importModel(file, out, { id: 'fused', title: 'Fused', multiple: 4, maxLongSide: 256 });
   const [manifest] = await loadManifests([out]);

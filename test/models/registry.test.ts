@@ -2,7 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseManifest } from '../../models/manifest.js';
-import { loadManifests, verifyModels } from '../../models/registry.js';
+import { loadManifests } from '../../models/registry.js';
+import { verifyModels } from '../../models/verify.js';
 import { buildBadRankModel, buildInvertModel } from '../../models/generate/test-models.js';
 import { imageManifest, modelsDir } from '../fixtures/models.js';
 

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { BUILTIN_MODELS_DIR } from '../../models/registry.js';
+import { BUILTIN_MODELS_DIR } from '../../paths.js';
 import { InferencePool } from '../../pool/inference-pool.js';
 import { modelsDir, SHARED, whiteboxFaceModels } from '../fixtures/models.js';
 

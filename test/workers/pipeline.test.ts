@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import t from 'tap';
-import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR, loadManifests } from '../../models/registry.js';
+import { loadManifests } from '../../models/registry.js';
+import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../../paths.js';
 import type { ModelManifest, TensorSpec } from '../../models/manifest.js';
 import type { CartoonizeSuccess } from '../../contract.js';
 import { pipeline, type PipelineConfig } from '../../workers/pipeline.js';

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { poolSettings } from '../../config.js';
 import t from 'tap';
@@ -21,6 +22,26 @@ async function gradient(width = 48, height = 32): Promise<{ png: Buffer; raw: Bu
 async function pixels(output: ArrayBuffer): Promise<Buffer> {
   return sharp(Buffer.from(output)).removeAlpha().raw().toBuffer();
 }
+
+t.test("a model the workers' checks refuse rejects the start with its ManifestError, with one worker or several", async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('named', { layout: 'NCHW', inputName: 'pixels' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  for (const workers of [1, 3]) {
+    await t.rejects(
+      InferencePool.start(poolSettings({ modelsDirs: [dir], workers })),
+      {
+        name: 'ManifestError',
+        code: 'PTOON_BAD_MANIFEST',
+        file: join(dir, 'named.json'),
+        field: 'input.name',
+        message: `${join(dir, 'named.json')}: field "input.name" is "pixels" but the model's are: input`,
+      },
+      `${workers} worker(s): the manifest's own error, not a worker's`,
+    );
+  }
+  // A model onnxruntime cannot open at all, and a head whose mask is no image: the same path, the same naming.
+  const garbage = modelsDir(t, [{ manifest: imageManifest('garbage', { layout: 'NCHW' }), bytes: new Uint8Array([1, 2, 3]) }]);
+  await t.rejects(InferencePool.start(poolSettings({ modelsDirs: [garbage], workers: 2 })), { field: 'file', message: /garbage\.json: field "file" points to .*garbage\.onnx, which onnxruntime cannot load/ });
+});
 
 t.test('each layout and value range is honoured (invert models)', async (t) => {
   const models = [];
