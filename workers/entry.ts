@@ -58,7 +58,7 @@ async function runTestHook(hook: NonNullable<CartoonizeTask['testHook']>): Promi
     case 'throw':
       throw new Error('test hook: throw');
     case 'exit':
-      process.exit(70);
+      return process.exit(70);
     case 'hang':
       await new Promise((resolve) => setTimeout(resolve, 60_000));
   }
