@@ -1,13 +1,14 @@
 // `npm run lint`: ESLint's and typescript-eslint's recommended rules over the whole tree (service, workers, models,
 // tools, tests, benchmarks and the web page). Type checking itself is `npm run typecheck`; this catches what tsc does not.
 import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config(
+export default defineConfig(
   { ignores: ['dist/', 'node_modules/', '.tap/', 'coverage/', 'test/artifacts/', 'build/'] },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
     languageOptions: { globals: globals.node },
