@@ -336,6 +336,7 @@ function reader(env: Env) {
     text(name: string, maxLength: number): string | null {
       const value = raw(name);
       if (value === undefined) return null;
+      // eslint-disable-next-line no-control-regex -- matching control characters is the point: they are refused
       if (value.length > maxLength || /[\u0000-\u001f\u007f]/.test(value)) throw new ConfigError(name, `must be one line of at most ${maxLength} characters`);
       return value;
     },

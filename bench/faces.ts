@@ -8,6 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InferencePool } from '../pool/inference-pool.js';
+import { invertAffine, type Affine } from '../workers/faces/similarity.js';
+import { warpAffine } from '../workers/faces/warp.js';
 import { SHARED_IMAGES } from './photos.js';
 
 const MODELS = join(SHARED_IMAGES, '..', 'models');
@@ -61,5 +63,35 @@ export async function facePathCost(): Promise<void> {
   } finally {
     await pool.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The face path's own pixel work, without any model: cutting an aligned 288x288 RGB crop out of a 1024x1024 photo,
+ * and warping a 288x288 float mask back over a 600x600 region (what blending one head costs besides the head model).
+ */
+export function warpCost(runs = Math.max(RUNS, 1) * 4): void {
+  const side = 1024;
+  const photo = new Uint8Array(side * side * 3);
+  for (let i = 0; i < photo.length; i++) photo[i] = (i * 2654435761) >>> 24;
+  const r = (12 * Math.PI) / 180;
+  const toPhoto: Affine = [0.4 * Math.cos(r), -0.4 * Math.sin(r), 300, 0.4 * Math.sin(r), 0.4 * Math.cos(r), 200];
+  const mask = { data: new Float32Array(288 * 288).fill(1), width: 288, height: 288, channels: 1 };
+  const cases: Array<[string, () => unknown]> = [
+    ['288x288 RGB crop from 1024x1024 (bytes, edge)', () => warpAffine({ data: photo, width: side, height: side, channels: 3 }, toPhoto, 288, 288, 'edge')],
+    ['288x288 mask back over 600x600 (floats, zero)', () => warpAffine(mask, invertAffine(toPhoto), 600, 600, 'zero')],
+  ];
+  console.log(`\nWarp cost (workers/faces/warp.ts, no model), median of ${runs} runs after one warm-up (ms)\n`);
+  console.log('| warp | ms |');
+  console.log('| --- | --- |');
+  for (const [name, run] of cases) {
+    run();
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      run();
+      samples.push(performance.now() - t0);
+    }
+    console.log(`| ${name} | ${median(samples).toFixed(2)} |`);
   }
 }

@@ -9,8 +9,8 @@
  * The plain loop runs session.run on a prepared tensor in this process, with the best of its thread settings: the
  * ceiling for the model alone (and once more with the whole pipeline around it, in-process). The pool does the whole job per image (JPEG decode, tensor, run, encode) in worker
  * threads, fed with enough tasks to stay busy. Prints a Markdown table; then, where ../shared has the real detector
- * and White-box model, a second table with the cost of the face path (bench/faces.ts); then int8 against fp32
- * (bench/quantized.ts; BENCH_INT8=0 skips it).
+ * and White-box model, a second table with the cost of the face path (bench/faces.ts), and one with the cost of its
+ * warps (no model); then int8 against fp32 (bench/quantized.ts; BENCH_INT8=0 skips it).
  */
 import { poolSettings } from '../config.js';
 import { availableParallelism, cpus } from 'node:os';
@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { BENCH_MODELS_DIR } from '../paths.js';
 import { InferencePool } from '../pool/inference-pool.js';
-import { facePathCost } from './faces.js';
+import { facePathCost, warpCost } from './faces.js';
 import { findManifest, plainLoop } from './lib/plain.js';
 import { percentile } from './lib/stats.js';
 import { benchPhoto } from './photos.js';
@@ -93,6 +93,7 @@ async function main(): Promise<void> {
     console.log(`| ${r.size}x${r.size} | ${r.mode} | ${r.split} | ${r.perSecond.toFixed(2)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.ratio} |`);
   }
   await facePathCost();
+  warpCost();
   if (process.env.BENCH_INT8 !== '0') {
     const size = SIZES[0]!;
     const photo = await sharp(await benchPhoto()).resize(size, size, { fit: 'cover' }).jpeg({ quality: 90 }).toBuffer();

@@ -14,8 +14,6 @@ import type { FastifyInstance } from 'fastify';
 import { WEB_DIR } from '../paths.js';
 
 export interface WebOptions {
-  /** The folder holding index.html, app.js and app.css; default: found next to the sources or the compiled files. */
-  webDir?: string;
   /** Who runs the service (OPERATOR_NAME, OPERATOR_CONTACT, PRIVACY_POLICY_URL), for the page's notice. */
   operator?: { name: string | null; contact: string | null; policyUrl: string | null };
 }
@@ -59,7 +57,7 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
 }
 
 export default async function webRoutes(fastify: FastifyInstance, opts: WebOptions = {}) {
-  const dir = opts.webDir ?? findWebDir();
+  const dir = findWebDir();
 
   for (const { url, file, type } of FILES) {
     const read = readFileSync(join(dir, file));

@@ -77,8 +77,8 @@ export async function shutdownUnderLoad(service: Service, style: string, images:
   };
   const prober = graceMs > 0 ? probe() : Promise.resolve();
   let signalAt = NaN;
-  let signalWall = NaN;
-  let queuedAtSignal = NaN;
+  let signalWall: number;
+  let queuedAtSignal: number;
   try {
     await sleep(opts.loadMs ?? 1000);
     const saturated = await waitForPool(service.metricsUrl, (g) => g.queued > 0 && g.busy === workers, 'the pool to be saturated before SIGTERM');

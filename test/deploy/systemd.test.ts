@@ -190,7 +190,10 @@ function allowedCalls(unit: Setting[]): Set<string> {
       if (deny) throw new Error('the first SystemCallFilter= line is expected to be an allow list');
       allowed = names;
     } else {
-      for (const name of names) deny ? allowed.delete(name) : allowed.add(name);
+      for (const name of names) {
+        if (deny) allowed.delete(name);
+        else allowed.add(name);
+      }
     }
   }
   if (allowed === null) throw new Error('no SystemCallFilter= in the unit');

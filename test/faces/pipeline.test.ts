@@ -96,7 +96,7 @@ t.test('blending a constant head onto a different constant: no seam, untouched o
       return constant(size, size, headColour);
     },
   });
-  t.equal(out.faces, 1);
+  t.equal(out.placed.length, 1);
   t.same(heads, [CROP], 'one head pass on a 288 crop');
   t.not(out.rgb, whole, 'a new buffer');
   t.same(whole, constant(W, H, whiteColour), 'the whole result is not modified');
@@ -152,7 +152,7 @@ t.test('pixels outside every mask stay bit-exact on a noisy result, with overlap
     detect: async () => faces,
     runHead: async (crop) => crop.map((v) => 255 - v),
   });
-  t.equal(out.faces, 3);
+  t.equal(out.placed.length, 3);
   const covered = new Uint8Array(W * H);
   for (const p of out.placed) {
     const m = warpedMask(p.toCrop, W, H);
@@ -196,10 +196,10 @@ t.test('face selection: size floor, the largest first, at most maxFaces', async 
   let calls = 0;
   const run = (opts: object) =>
     stylizeFaces({ original: whole, result: whole, width: W, height: H, detect: async () => faces, runHead: async (c) => (calls++, c), ...opts });
-  t.equal((await run({ maxFaces: 1 })).faces, 1);
+  t.equal((await run({ maxFaces: 1 })).placed.length, 1);
   t.equal(calls, 1, 'one head pass');
   const none = await run({ minFaceSize: 1e6 });
-  t.equal(none.faces, 0);
+  t.equal(none.placed.length, 0);
   t.same(none.rgb, whole, 'no face: the whole result, copied');
   t.not(none.rgb, whole);
   await t.rejects(run({ maxFaces: 1, cropSize: 64 }).then(() => stylizeFaces({ original: whole, result: whole, width: W, height: H, detect: async () => faces, runHead: async () => new Uint8Array(10) })), RangeError, 'a head result of the wrong size');
@@ -213,7 +213,7 @@ t.test('a face partly off the image, and one entirely off it', async (t) => {
   const partial = placedFace(rotation(0.5, 0, -60, -50));
   const gone = placedFace(rotation(0.5, 0, 5000, 5000));
   const out = await stylizeFaces({ original: whole, result: whole, width: W, height: H, detect: async () => [partial, gone], runHead: async (c) => c.fill(250) });
-  t.equal(out.faces, 1, 'the off-image face is skipped');
+  t.equal(out.placed.length, 1, 'the off-image face is skipped');
   const r = maskRegion(faceToCrop(partial, CROP, 0.75), CROP, W, H);
   t.ok(r.x === 0 && r.y === 0 && r.width > 0 && r.width <= W && r.height <= H, `region clipped to the image: ${JSON.stringify(r)}`);
   t.equal(out.rgb[0], 250, 'the visible part is blended');
@@ -231,7 +231,7 @@ t.test('faces found beforehand skip detection', async (t) => {
     return [];
   };
   const out = await stylizeFaces({ original: whole, result: whole, width: W, height: H, faces: [f], detect, runHead: async (c) => c.fill(200) });
-  t.equal(out.faces, 1);
+  t.equal(out.placed.length, 1);
   t.equal(detected, 0, 'the detector is not run');
   await t.rejects(stylizeFaces({ original: whole, result: whole, width: W, height: H, runHead: async (c) => c }), TypeError);
 });
@@ -243,7 +243,7 @@ t.test('faces handed in are used as selected: the caller selects once (workers/p
   const faces = [placedFace(rotation(0.6, 0, 60, 50)), placedFace(rotation(0.5, 0, 150, 150))];
   // Limits that would drop both faces if they were applied again.
   const out = await stylizeFaces({ original: whole, result: whole, width: W, height: H, faces, maxFaces: 0, minFaceSize: 4096, runHead: async (c) => c.fill(200) });
-  t.equal(out.faces, 2, 'both faces are placed');
+  t.equal(out.placed.length, 2, 'both faces are placed');
   const detected = await stylizeFaces({ original: whole, result: whole, width: W, height: H, detect: async () => faces, maxFaces: 0, minFaceSize: 4096, runHead: async (c) => c.fill(200) });
-  t.equal(detected.faces, 0, 'faces it detects itself are selected');
+  t.equal(detected.placed.length, 0, 'faces it detects itself are selected');
 });

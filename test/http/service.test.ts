@@ -1,7 +1,7 @@
 /**
  * The service around the inference route: health and readiness (including draining), security headers, the
  * OpenAPI document, the 404 and 500 shapes, and the web endpoint's same-origin rule. Most of it runs on a stand-in
- * pool (the HTTP layer alone); the web endpoint's successful calls use a real one.
+ * pool (the HTTP layer alone); the closing pool's refusals and the web endpoint's successful calls use a real one.
  */
 import { spawnSync } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
@@ -25,12 +25,27 @@ t.test('healthz and readyz', async (t) => {
   t.equal(notReady.statusCode, 503, 'a worker is starting');
   t.match(notReady.json(), { statusCode: 503, code: 'PTOON_NOT_READY' });
   t.equal(notReady.headers['retry-after'], '7', 'Retry-After from the pool');
-  // A worker being replaced is not a reason to turn work away: tasks wait for it. Only a closing pool refuses.
-  pool.accepting = false;
-  const upload = await app.inject({ method: 'POST', url: '/api/cartoonize', headers: { 'x-api-key': keys['alice']!, 'content-type': 'image/jpeg' }, payload: images.jpeg });
-  t.equal(upload.statusCode, 503, 'uploads are refused while the pool is closing');
-  t.match(upload.json(), { code: 'PTOON_NOT_READY' });
   t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'alive all the same');
+});
+
+t.test('a closing pool (the real one): readiness 503, uploads refused, health still answers', async (t) => {
+  const pool = await startPool(t);
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file } });
+  const upload = () => app.inject({ method: 'POST', url: '/api/cartoonize', headers: { 'x-api-key': keys['alice']!, 'content-type': 'image/jpeg' }, payload: images.jpeg });
+  t.equal((await upload()).statusCode, 200, 'served while open');
+  t.equal((await app.inject({ url: '/readyz' })).statusCode, 200);
+
+  const closed = pool.close();
+  t.equal(pool.accepting, false);
+  const ready = await app.inject({ url: '/readyz' });
+  t.equal(ready.statusCode, 503, 'not ready once closing');
+  t.match(ready.json(), { code: 'PTOON_NOT_READY' });
+  const refused = await upload();
+  t.equal(refused.statusCode, 503, 'uploads are refused while the pool is closing');
+  t.match(refused.json(), { code: 'PTOON_NOT_READY' });
+  t.ok(Number(refused.headers['retry-after']) >= 1, 'with Retry-After');
+  t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'alive all the same');
+  await closed;
 });
 
 t.test('draining: readiness 503 at once, new work refused, health still answers', async (t) => {

@@ -6,7 +6,6 @@
  * Independent of the worker and of onnxruntime: detection and the head model are callbacks. Pixels outside every
  * warped mask are left bit-for-bit as the whole-image result has them.
  */
-import { performance } from 'node:perf_hooks';
 import { faceMask, type FaceMask } from './mask.js';
 import { alignmentTemplate, applyAffine, composeAffine, estimateSimilarity, invertAffine, type Affine, type Point } from './similarity.js';
 import { warpAffine } from './warp.js';
@@ -60,11 +59,8 @@ export interface PlacedFace {
 export interface StylizeFacesResult {
   /** A new buffer: the whole-image result with the stylised heads blended in. */
   rgb: Uint8Array;
-  /** How many faces were stylised. */
-  faces: number;
+  /** The faces stylised, the largest first. */
   placed: PlacedFace[];
-  /** Milliseconds: detection (0 when `faces` was given), and everything per face (align, head model, warp back, blend) summed. */
-  timings: { detect: number; head: number };
 }
 
 export const DEFAULT_FACE_OPTIONS: Readonly<Required<FaceOptions>> = Object.freeze({ maxFaces: 8, minFaceSize: 48, cropSize: 288, faceRatio: 0.75 });
@@ -150,14 +146,12 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
   const mask = args.mask ?? faceMask(cropSize);
   if (mask.width !== cropSize || mask.height !== cropSize) throw new RangeError(`the mask is ${mask.width}x${mask.height}; the crop is ${cropSize}`);
 
-  const t0 = performance.now();
   // Faces handed in were selected by the caller (workers/pipeline.ts selects them once, before the whole-image pass).
   let faces = args.faces;
   if (faces === undefined) {
     if (args.detect === undefined) throw new TypeError('stylizeFaces needs either `faces` or `detect`');
     faces = selectFaces(await args.detect(original, width, height), maxFaces, minFaceSize);
   }
-  const t1 = performance.now();
 
   const rgb = new Uint8Array(result);
   const placed: PlacedFace[] = [];
@@ -168,9 +162,8 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
     rgb.fill(0);
     throw err;
   }
-  const t2 = performance.now();
   placed.reverse();
-  return { rgb, faces: placed.length, placed, timings: { detect: t1 - t0, head: t2 - t1 } };
+  return { rgb, placed };
 
   async function placeFace(face: Face): Promise<void> {
     let toCrop: Affine;

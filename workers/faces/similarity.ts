@@ -97,8 +97,3 @@ export function composeAffine(outer: Affine, inner: Affine): Affine {
   const [e, f, ux, g, h, uy] = inner;
   return [a * e + b * g, a * f + b * h, a * ux + b * uy + tx, c * e + d * g, c * f + d * h, c * ux + d * uy + ty];
 }
-
-/** The uniform scale of a similarity (the length one unit becomes). */
-export function affineScale(m: Affine): number {
-  return Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
-}
