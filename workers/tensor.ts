@@ -54,6 +54,21 @@ function affine(range: ValueRange): [number, number] {
   }
 }
 
+/**
+ * The same mapping as (level - origin) / step, the form the SIMD kernels compute in float32 (simd.ts): for every level
+ * of each range that division gives exactly the table's float32 (test/workers/simd.test.ts checks all 768).
+ */
+function divisorForm(range: ValueRange): [number, number] {
+  switch (range) {
+    case '0..1':
+      return [0, 255];
+    case '-1..1':
+      return [127.5, 127.5];
+    case '0..255':
+      return [0, 1];
+  }
+}
+
 /** One float per 8-bit level, per range: the hot loop is then a table look-up and a store. Built once. */
 const LEVELS = new Map<ValueRange, Float32Array>();
 function levels(range: ValueRange): Float32Array {
@@ -103,9 +118,9 @@ export function toTensor(
   const [scale, offset] = affine(spec.range);
   const grey = pad === 'edge' ? undefined : pad * scale + offset;
   const bgr = spec.channels === 'BGR';
-  // The kernels keep channel order only in the interleaved layout: a BGR NHWC model gets the JavaScript loop.
-  const fast = spec.layout === 'NCHW' || !bgr ? kernelAddresses(simd, rgb, data, (room, bytes) => room.stageBytes(bytes)) : undefined;
-  const job: Packing = { rgb, width, height, data, pw, ph, level, bgr, grey, simd: fast && { ...fast, scale, offset } };
+  const fast = kernelAddresses(simd, rgb, data, (room, bytes) => room.stageBytes(bytes));
+  const [origin, step] = divisorForm(spec.range);
+  const job: Packing = { rgb, width, height, data, pw, ph, level, bgr, grey, simd: fast && { ...fast, origin, step } };
   if (spec.layout === 'NCHW') {
     packPlanar(job);
     return { data, dims: [1, 3, ph, pw], width: pw, height: ph };
@@ -126,7 +141,7 @@ interface Packing {
   bgr: boolean;
   grey: number | undefined;
   /** The kernels and the byte addresses of `rgb` and `data` in their memory: they take each row's whole blocks. */
-  simd: { kernels: PixelKernels; src: number; dst: number; scale: number; offset: number } | undefined;
+  simd: { kernels: PixelKernels; src: number; dst: number; origin: number; step: number } | undefined;
 }
 
 function packPlanar({ rgb, width, height, data, pw, ph, level, bgr, grey, simd }: Packing): void {
@@ -141,7 +156,7 @@ function packPlanar({ rgb, width, height, data, pw, ph, level, bgr, grey, simd }
     const end = row + width;
     if (simd !== undefined && done > 0) {
       const at = (index: number) => simd.dst + 4 * index;
-      simd.kernels.deinterleave(simd.src + y * width * 3, at(r0 + row), at(g0 + row), at(b0 + row), done, simd.scale, simd.offset);
+      simd.kernels.deinterleave(simd.src + y * width * 3, at(r0 + row), at(g0 + row), at(b0 + row), done, simd.origin, simd.step);
     }
     for (let p = row + done, i = (y * width + done) * 3; p < end; p++, i += 3) {
       data[r0 + p] = level[rgb[i]!]!;
@@ -170,10 +185,15 @@ function packInterleaved({ rgb, width, height, data, pw, ph, level, bgr, grey, s
     const row = y * pw * 3;
     const end = row + width * 3;
     if (simd !== undefined) {
-      // RGB order (the kernels are not used for BGR here): value by value, whole blocks, then the row's rest.
-      const done = blocks(width * 3);
-      simd.kernels.widen(simd.src + i, simd.dst + 4 * row, done, simd.scale, simd.offset);
-      for (let k = done; k < width * 3; k++) data[row + k] = level[rgb[i + k]!]!;
+      // Whole blocks of pixels by the kernels (BGR with red and blue swapped), then the row's rest.
+      const done = blocks(width) * 3;
+      if (bgr) simd.kernels.widenSwapped(simd.src + i, simd.dst + 4 * row, done / 3, simd.origin, simd.step);
+      else simd.kernels.widen(simd.src + i, simd.dst + 4 * row, done, simd.origin, simd.step);
+      for (let d = row + done, j = i + done; d < end; d += 3, j += 3) {
+        data[d + rc] = level[rgb[j]!]!;
+        data[d + 1] = level[rgb[j + 1]!]!;
+        data[d + bc] = level[rgb[j + 2]!]!;
+      }
       i += width * 3;
     } else {
       for (let d = row; d < end; d += 3, i += 3) {
@@ -220,7 +240,7 @@ export function fromTensor(
   // Uint8ClampedArray rounds half to even and clamps, and maps NaN to 0: exactly the conversion wanted, done by V8
   // (and by the kernels, simd.ts).
   const out = new Uint8ClampedArray(rgb.buffer, rgb.byteOffset, rgb.length);
-  const fast = nchw || !bgr ? kernelAddresses(simd, data.subarray(0, tw * th * 3), rgb, (room, values) => room.stageFloats(values)) : undefined;
+  const fast = kernelAddresses(simd, data.subarray(0, tw * th * 3), rgb, (room, values) => room.stageFloats(values));
   if (nchw) {
     const plane = tw * th;
     const r0 = bgr ? 2 * plane : 0;
@@ -244,15 +264,16 @@ export function fromTensor(
     const bc = bgr ? 0 : 2;
     for (let y = 0, dst = 0; y < height; y++) {
       const end = (y * tw + width) * 3;
+      let from = y * tw * 3;
       if (fast !== undefined) {
-        // RGB order: value by value, whole blocks, then the row's rest.
-        const done = blocks(width * 3);
-        fast.kernels.narrow(fast.src + 4 * y * tw * 3, fast.dst + dst, done, offset, inverse);
-        for (let k = done; k < width * 3; k++) out[dst + k] = (data[y * tw * 3 + k]! - offset) * inverse;
-        dst += width * 3;
-        continue;
+        // Whole blocks of pixels by the kernels (BGR swapped back), then the row's rest.
+        const done = blocks(width) * 3;
+        if (bgr) fast.kernels.narrowSwapped(fast.src + 4 * from, fast.dst + dst, done / 3, offset, inverse);
+        else fast.kernels.narrow(fast.src + 4 * from, fast.dst + dst, done, offset, inverse);
+        from += done;
+        dst += done;
       }
-      for (let s = y * tw * 3; s < end; s += 3, dst += 3) {
+      for (let s = from; s < end; s += 3, dst += 3) {
         out[dst] = (data[s + rc]! - offset) * inverse;
         out[dst + 1] = (data[s + 1]! - offset) * inverse;
         out[dst + 2] = (data[s + bc]! - offset) * inverse;

@@ -39,7 +39,7 @@ const room = scratch.tensor(1024 * 1024)!;
 const out = scratch.pixels(1024 * 1024)!;
 
 /** The scratch, with its kernels counted: proof that they, not the JavaScript loops, did the work compared. */
-const calls = { widen: 0, narrow: 0, deinterleave: 0, interleave: 0 };
+const calls = { widen: 0, narrow: 0, deinterleave: 0, interleave: 0, widenSwapped: 0, narrowSwapped: 0 };
 const kernels = scratch.kernels!;
 const counted: SimdRoom = {
   buffer: scratch.buffer,
@@ -48,6 +48,8 @@ const counted: SimdRoom = {
     narrow: (...args) => (calls.narrow++, kernels.narrow(...args)),
     deinterleave: (...args) => (calls.deinterleave++, kernels.deinterleave(...args)),
     interleave: (...args) => (calls.interleave++, kernels.interleave(...args)),
+    widenSwapped: (...args) => (calls.widenSwapped++, kernels.widenSwapped(...args)),
+    narrowSwapped: (...args) => (calls.narrowSwapped++, kernels.narrowSwapped(...args)),
   },
   stageBytes: (bytes) => scratch.stageBytes(bytes),
   stageFloats: (values) => scratch.stageFloats(values),
@@ -73,7 +75,7 @@ t.test('pack: the kernels write the tensor the JavaScript loop writes, bit for b
     }
   }
   t.same(different, [], `${cases} combinations identical`);
-  t.ok(calls.deinterleave > 0 && calls.widen > 0, `the kernels ran (deinterleave ${calls.deinterleave}, widen ${calls.widen} calls)`);
+  t.ok(calls.deinterleave > 0 && calls.widen > 0 && calls.widenSwapped > 0, `the kernels ran (deinterleave ${calls.deinterleave}, widen ${calls.widen}, widenSwapped ${calls.widenSwapped} calls)`);
 });
 
 /** Floats where the result is decided: the half-way points of every level in each range, one float either side, and the odd ones. */
@@ -117,7 +119,7 @@ t.test('unpack: the kernels write the pixels the JavaScript loop writes, bit for
     }
   }
   t.same(different, [], `${cases} combinations identical`);
-  t.ok(calls.interleave > 0 && calls.narrow > 0, `the kernels ran (interleave ${calls.interleave}, narrow ${calls.narrow} calls)`);
+  t.ok(calls.interleave > 0 && calls.narrow > 0 && calls.narrowSwapped > 0, `the kernels ran (interleave ${calls.interleave}, narrow ${calls.narrow}, narrowSwapped ${calls.narrowSwapped} calls)`);
 });
 
 t.test('what the kernels staged is wiped with the rest', async (t) => {
