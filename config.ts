@@ -174,6 +174,11 @@ export function loadConfig(env: Env = process.env): Config {
     // a DNS-rebinding page controls. On loopback only this box can reach the page; beyond it, name the origin.
     throw new ConfigError('PUBLIC_ORIGIN', `must be set when HOST (${config.host}) is not a loopback address and the web page is on (UI_ENABLED): the origin people use, e.g. https://toon.example.org`);
   }
+  if (config.uiEnabled && config.publicOrigin === null && config.trustProxy !== false) {
+    // Behind a proxy the service listens on loopback, yet the whole network reaches it: the Host the proxy forwards
+    // (X-Forwarded-Host, or Host itself) is whatever the browser sent, which a DNS-rebinding page controls.
+    throw new ConfigError('PUBLIC_ORIGIN', 'must be set when TRUST_PROXY is (a proxy in front) and the web page is on (UI_ENABLED): the origin people use, e.g. https://toon.example.org');
+  }
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     throw new ConfigError(config.tlsCertFile === null ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE', 'TLS_CERT_FILE and TLS_KEY_FILE must be set together');
   }

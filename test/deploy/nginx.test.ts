@@ -155,6 +155,7 @@ t.test('nginx with TLS in front of two instances sharing limits in Redis', { ski
     REDIS_URL: redis.url,
     REDIS_TIMEOUT_MS: '300',
     TRUST_PROXY: '127.0.0.1',
+    PUBLIC_ORIGIN: `https://${NAME}`, // required with TRUST_PROXY: the forwarded Host is the browser's
     RATE_LIMIT_MAX: String(RATE_LIMIT_MAX),
     RATE_LIMIT_CHEAP_MAX: String(CHEAP_MAX),
   };
@@ -246,6 +247,9 @@ t.test('nginx with TLS in front of two instances sharing limits in Redis', { ski
     t.equal(ok.status, 200, 'a same-origin upload from the page (https, forwarded by nginx)');
     t.equal(magic(ok.body), 'jpeg');
     t.equal((await ui({ origin: 'https://evil.example', 'x-forwarded-host': 'evil.example' })).status, 403, 'a forged X-Forwarded-Host is overwritten');
+    // DNS rebinding: a page on evil.example whose name now points at this proxy sends its own Host and Origin, which
+    // nginx forwards as they are (the first server block answers unknown names); PUBLIC_ORIGIN refuses it.
+    t.equal((await ui({ host: 'evil.example', origin: 'https://evil.example' })).status, 403, 'a rebound host is not our origin');
     t.equal((await ui({ origin: `http://${NAME}`, 'x-forwarded-proto': 'http' })).status, 403, 'a forged X-Forwarded-Proto is overwritten');
   });
 

@@ -75,6 +75,8 @@ t.test('bad values name their variable', async (t) => {
     [{ TRUST_PROXY: '2' }, /^TRUST_PROXY: /],
     [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY: "10.0.0.0\/33" is not/],
     [{ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1' }, /^PUBLIC_ORIGIN: must be set when HOST \(0\.0\.0\.0\) is not a loopback address/],
+    // Behind a proxy on this box the service listens on loopback, but the network reaches it through the proxy.
+    [{ TRUST_PROXY: '127.0.0.1' }, /^PUBLIC_ORIGIN: must be set when TRUST_PROXY is \(a proxy in front\) and the web page is on/],
     [{ TRUST_PROXY: '0.0.0.0/0' }, /^TRUST_PROXY: "0.0.0.0\/0" is too wide.*any client/],
     [{ TRUST_PROXY: '127.0.0.1,::/0' }, /^TRUST_PROXY: "::\/0" is too wide/],
     [{ TRUST_PROXY: '0.0.0.0/1' }, /^TRUST_PROXY: "0.0.0.0\/1" is too wide/],
@@ -153,5 +155,6 @@ t.test('HOST beyond loopback needs TLS, a trusted proxy, or ALLOW_PLAIN_HTTP: ke
   t.equal(loadConfig({ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1', ...origin }).host, '0.0.0.0', 'behind a proxy that ends TLS');
   t.equal(loadConfig({ HOST: '0.0.0.0', ALLOW_PLAIN_HTTP: 'true', ...origin }).allowPlainHttp, true, 'or said out loud');
   t.equal(loadConfig({ HOST: '0.0.0.0', TRUST_PROXY: '10.0.0.1', UI_ENABLED: 'false' }).host, '0.0.0.0', 'PUBLIC_ORIGIN is needed only for the web page');
+  t.same(loadConfig({ TRUST_PROXY: '127.0.0.1', ...origin }).trustProxy, ['127.0.0.1'], 'behind nginx on this box, with the origin named');
   for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) t.equal(loadConfig({ HOST: host }).host, host, `${host}: loopback is fine`);
 });

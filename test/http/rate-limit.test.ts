@@ -59,7 +59,7 @@ t.test('a forged X-Forwarded-For changes nothing without a trusted proxy', async
 });
 
 t.test('behind a trusted proxy the forwarded client IP counts', async (t) => {
-  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1', TRUST_PROXY: '10.0.0.0/8' } });
+  const { app } = await build(t, { pool, env: { API_KEYS_FILE: file, UI_RATE_LIMIT_MAX: '1', TRUST_PROXY: '10.0.0.0/8', PUBLIC_ORIGIN: 'https://toon.example.org' } });
   const { payload, contentType } = await encodeForm(form(images.jpeg));
   const ui = (headers: Record<string, string>, remoteAddress: string) =>
     app.inject({ method: 'POST', url: '/ui/cartoonize', headers: { 'content-type': contentType, ...headers }, payload: Buffer.from(payload), remoteAddress });
