@@ -106,6 +106,8 @@ interface Waiting {
 
 /** How often a task past its deadline is checked for being stuck in JavaScript (two checks in a row), where its thread may be ended. */
 const KILL_CHECK_MS = 500;
+/** How often `destroy` looks whether a cancelled task has left its native call. */
+const NATIVE_POLL_MS = 10;
 
 /** Seconds a busy client is told to wait when we have no timing yet. */
 const DEFAULT_RETRY_AFTER_S = 1;
@@ -121,6 +123,8 @@ export class InferencePool extends EventEmitter {
 
   private readonly piscina: Piscina;
   private readonly waiting: Waiting[] = [];
+  /** Tasks handed to a worker and not yet answered by it. */
+  private readonly running = new Set<Waiting>();
   private readonly readyThreads = new Set<number>();
   private busy = 0;
   private closing = false;
@@ -450,7 +454,9 @@ export class InferencePool extends EventEmitter {
     while (this.busy < this.workers && this.waiting.length > 0) {
       const entry = this.waiting.shift()!;
       this.busy++;
+      this.running.add(entry);
       void this.dispatch(entry).finally(() => {
+        this.running.delete(entry);
         entry.clearDeadline();
         this.busy--;
         this.pump();
@@ -501,10 +507,17 @@ export class InferencePool extends EventEmitter {
     await this.piscina.close();
   }
 
-  /** Ends the workers at once, failing whatever runs. For shutdown deadlines and tests. */
+  /**
+   * Ends the workers now, failing whatever runs: the shutdown timeout, tests. A thread is never terminated inside
+   * native code, which aborts the whole process: every running task is cancelled through its guard first (from then
+   * on its worker enters no native call), and the workers are ended once none is still inside one. A native call under
+   * way is waited for; the pixel limits bound it, and the service manager's stop timeout bounds the rest.
+   */
   async destroy(): Promise<void> {
     this.closing = true;
     this.failWaiting();
+    for (const entry of this.running) Atomics.or(entry.guard, 0, GUARD.CANCELLED);
+    while ([...this.running].some((entry) => inNative(entry.guard))) await new Promise((resolve) => setTimeout(resolve, NATIVE_POLL_MS));
     await this.piscina.destroy();
   }
 
@@ -522,6 +535,11 @@ export class InferencePool extends EventEmitter {
 function initError(notice: Extract<WorkerNotice, { type: 'init-failed' }>): Error {
   const m = notice.manifest;
   return m === undefined ? new Error(notice.message) : new ManifestError(m.file, m.field, m.problem);
+}
+
+/** The task's worker is inside a native call now (and, once CANCELLED, enters none after it). */
+function inNative(guard: Int32Array): boolean {
+  return (Atomics.load(guard, 0) & GUARD.NATIVE) !== 0;
 }
 
 function inJavaScript(guard: Int32Array): boolean {
