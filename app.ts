@@ -60,7 +60,7 @@ export interface AppDeps {
   logStream?: Writable | undefined;
   /** A rate-limit store to use instead of the configured one (REDIS_URL, else in-process). */
   rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
-  /** The module the app's own pool runs in its worker threads (PoolConfig.workerFile); default workers/entry. */
+  /** The module the app's own pool runs in its worker threads (PoolStartOptions.workerFile); default workers/entry. */
   workerFile?: URL | undefined;
 }
 
