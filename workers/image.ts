@@ -4,6 +4,7 @@
  */
 import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
 import type { InputErrorCode, OutputFormat } from '../contract.js';
+import { turboJpeg } from './jpeg.js';
 import { native, TaskCancelledError } from './native-guard.js';
 import { sniffFormat } from '../contract.js';
 
@@ -48,6 +49,11 @@ export interface Probe {
   width: number;
   height: number;
   hasAlpha: boolean;
+  /**
+   * A baseline JPEG, 8-bit YCbCr or grey, with no orientation to apply and no ICC profile: TurboJPEG reads it as
+   * libvips would (jpeg.ts), so it may take the fast path.
+   */
+  plainJpeg: boolean;
 }
 
 export interface DecodedImage {
@@ -91,11 +97,34 @@ export async function probe(input: Uint8Array, maxInputPixels: number): Promise<
   }
   // EXIF orientations 5 to 8 turn the picture by 90 degrees.
   const turned = (meta.orientation ?? 1) >= 5;
-  return { width: turned ? height : width, height: turned ? width : height, hasAlpha: meta.hasAlpha ?? false };
+  const plainJpeg =
+    meta.format === 'jpeg' &&
+    meta.isProgressive === false &&
+    (meta.orientation ?? 1) === 1 &&
+    meta.hasProfile !== true &&
+    meta.depth === 'uchar' &&
+    ((meta.space === 'srgb' && meta.channels === 3) || (meta.space === 'b-w' && meta.channels === 1));
+  return { width: turned ? height : width, height: turned ? width : height, hasAlpha: meta.hasAlpha ?? false, plainJpeg };
 }
 
-/** Decodes, applies EXIF orientation, resizes to the model's size and converts to 8-bit sRGB, alpha kept aside. */
-export async function decode(input: Uint8Array, probed: Probe, width: number, height: number, maxInputPixels: number): Promise<DecodedImage> {
+/**
+ * Decodes, applies EXIF orientation, resizes to the model's size and converts to 8-bit sRGB, alpha kept aside.
+ * `room`, when given, is where a plain JPEG that needs no resizing is decoded (the worker's reusable buffer, where
+ * the packing kernel reads it in place); whatever lands there is the caller's to wipe.
+ */
+export async function decode(
+  input: Uint8Array,
+  probed: Probe,
+  width: number,
+  height: number,
+  maxInputPixels: number,
+  room?: Uint8Array,
+): Promise<DecodedImage> {
+  const turbo = probed.plainJpeg && width === probed.width && height === probed.height ? turboJpeg() : undefined;
+  if (turbo !== undefined) {
+    const rgb = room ?? new Uint8Array(width * height * 3);
+    if (await native(async () => turbo.decodeInto(input, width, height, rgb))) return { rgb: rgb.subarray(0, width * height * 3), alpha: undefined, width, height };
+  }
   let pipeline = sharp(input, inputOptions(maxInputPixels)).timeout({ seconds: SHARP_TIMEOUT_S }).rotate();
   if (width !== probed.width || height !== probed.height) {
     pipeline = pipeline.resize(width, height, { fit: 'fill', kernel: 'lanczos3' });
@@ -134,7 +163,9 @@ export const MIME: Record<OutputFormat, string> = { jpeg: 'image/jpeg', png: 'im
 
 /**
  * Encodes RGB (+ alpha) pixels, resized to the output size. sharp writes no EXIF, XMP, IPTC or ICC unless asked
- * (we never ask), so the result carries nothing of the upload but its pixels. JPEG has no alpha: flattened on white.
+ * (we never ask), and neither does TurboJPEG (jpeg.ts: a JPEG of the model's own size), so the result carries
+ * nothing of the upload but its pixels. JPEG has no alpha: flattened on white. The result may be a view into the
+ * worker's reusable output buffer: the caller copies it out and wipes it.
  */
 export async function encode(
   image: DecodedImage,
@@ -142,7 +173,7 @@ export async function encode(
   outHeight: number,
   format: OutputFormat,
   quality: number,
-): Promise<Buffer> {
+): Promise<Uint8Array> {
   const { width, height } = image;
   let pixels: Uint8Array = image.rgb;
   let channels: 3 | 4 = 3;
@@ -156,6 +187,8 @@ export async function encode(
     }
     channels = 4;
   }
+  const turbo = format === 'jpeg' && channels === 3 && outWidth === width && outHeight === height ? turboJpeg() : undefined;
+  if (turbo !== undefined) return native(async () => turbo.encode(pixels, width, height, quality));
   let pipeline = sharp(pixels, { raw: { width, height, channels } }).timeout({ seconds: SHARP_TIMEOUT_S });
   if (outWidth !== width || outHeight !== height) pipeline = pipeline.resize(outWidth, outHeight, { fit: 'fill', kernel: 'lanczos3' });
   if (channels === 4 && format === 'jpeg') pipeline = pipeline.flatten({ background: '#ffffff' });

@@ -47,7 +47,7 @@ export async function pipeline(
     const outCap = Math.min(task.maxSize ?? config.maxOutputSide, config.maxOutputSide);
     const inner = modelSize(probed.width, probed.height, size, outCap);
     const out = size.resizeBack ? fitLongSide(probed.width, probed.height, outCap) : inner;
-    image = await decode(input, probed, inner.width, inner.height, config.maxInputPixels);
+    image = await decode(input, probed, inner.width, inner.height, config.maxInputPixels, scratch.decoded(inner.width * inner.height));
     const t1 = performance.now();
 
     // Faces first: a request that requires one fails before the expensive whole-image pass.

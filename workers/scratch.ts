@@ -59,6 +59,17 @@ export class Scratch implements SimdRoom {
     return this.pixelBuffer;
   }
 
+  /**
+   * Room for a decoded image of `pixels` RGB pixels in the staging area, where the packing kernel reads it in place
+   * (no copy); undefined when it would exceed the bound.
+   */
+  decoded(pixels: number): Uint8Array | undefined {
+    if (pixels > this.maxPixels) return undefined;
+    this.reserve();
+    this.stagingUsed = Math.max(this.stagingUsed, pixels * 3);
+    return this.stagingBuffer.subarray(0, pixels * 3);
+  }
+
   /** Copies 8-bit pixels into the staging area for a kernel; their address, or undefined when they do not fit. */
   stageBytes(bytes: Uint8Array): number | undefined {
     if (this.memory === undefined || bytes.length > this.stagingBuffer.length) return undefined;

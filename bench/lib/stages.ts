@@ -96,7 +96,10 @@ export async function stageCosts(
     times.probe = cpuMs(t);
     const inner = tns.modelSize(probed.width, probed.height, manifest.size);
     t = process.cpuUsage();
-    const decoded = await img.decode(jpeg, probed, inner.width, inner.height, MAX_PIXELS);
+    // As the pipeline does: where the worker's buffers offer a room for the decoded image (`Scratch.decoded`, newer
+    // checkouts), decode into it, so that packing reads it in place.
+    const decodeRoom = (own as { decoded?: (pixels: number) => Uint8Array | undefined } | undefined)?.decoded?.(inner.width * inner.height);
+    const decoded = await img.decode(jpeg, probed, inner.width, inner.height, MAX_PIXELS, decodeRoom);
     times.decode = cpuMs(t);
     t = process.cpuUsage();
     const packed = tns.toTensor(decoded.rgb, decoded.width, decoded.height, manifest.input, manifest.size.multiple, manifest.size.pad, room.tensor, own);

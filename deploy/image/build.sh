@@ -74,6 +74,11 @@ rm -rf "$mods"/node_modules/@img/*-linuxmusl-*
 # The model tools' own dependencies (`privatoon import` and `quantize` write ONNX through onnx-proto/protobufjs):
 # the server never loads them, and the image runs the server only.
 rm -rf "$mods"/node_modules/onnx-proto "$mods"/node_modules/protobufjs "$mods"/node_modules/@protobufjs "$mods"/node_modules/long
+# @julusian/jpeg-turbo is there for its prebuilt libturbojpeg (workers/jpeg.ts calls it through koffi): the other
+# platforms' builds and the build tool it would compile itself with (cmake-js) are never loaded.
+jt="$mods/node_modules/@julusian/jpeg-turbo/prebuilds"
+find "$jt" -mindepth 1 -maxdepth 1 ! -name jpeg-turbo-linux-x64 -exec rm -rf {} +
+rm -rf "$mods"/node_modules/cmake-js
 cp "$ROOT/package.json" "$app/package.json" # "type": "module", read by node
 
 # --- stage 2: the runtime root ---------------------------------------------------------------------------------

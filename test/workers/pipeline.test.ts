@@ -11,6 +11,7 @@ import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../../paths.js';
 import type { ModelManifest, TensorSpec } from '../../models/manifest.js';
 import type { CartoonizeSuccess } from '../../contract.js';
 import { pipeline, type PipelineConfig } from '../../workers/pipeline.js';
+import { turboJpeg } from '../../workers/jpeg.js';
 import { Scratch } from '../../workers/scratch.js';
 import { openSession, type ModelSession } from '../../workers/session.js';
 import { fitLongSide, modelSize, padTo } from '../../workers/tensor.js';
@@ -66,6 +67,8 @@ t.test('the reusable buffers are used for the whole-image pass and hold nothing 
     t.ok(allZero(pixels), `${format}: pixel buffer all zero after the task`);
     t.ok(allZero(staging), `${format}: the kernels' staging area all zero after the task`);
   }
+  const encoder = turboJpeg()!.peekOutput();
+  t.ok(encoder !== undefined && allZero(encoder), "the JPEG encoder's retained output buffer was used, and is all zero after the task");
 });
 
 t.test('a smaller image after a larger one, in the same buffers, gives the same result as in fresh ones', async (t) => {
