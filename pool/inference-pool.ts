@@ -561,13 +561,23 @@ function killable(guard: Int32Array): boolean {
 
 /**
  * Returns an ArrayBuffer that holds exactly these bytes and that nothing else uses, so it can be transferred.
- * A Node Buffer is often a slice of a shared 8 KiB pool (untransferable, and moving it would detach other Buffers'
- * memory) or of a larger allocation: those are copied once, and the original bytes are zero-filled.
+ * A Node Buffer is often a slice of a shared 8 KiB pool (moving it would detach other Buffers' memory) or of a
+ * larger allocation, and a Buffer that native code made over memory of its own (sharp's output on Node 24) cannot
+ * be transferred at all: those are copied once, and the original bytes are zero-filled. A whole buffer of its own is
+ * taken over (the caller's view is detached), after checking here that it can move, so that no task fails with
+ * DataCloneError at the hand-off.
  */
 export function ownedArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   const backing = bytes.buffer;
   if (backing instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === backing.byteLength && !isPoolBacked(bytes)) {
-    return backing;
+    try {
+      const moved = structuredClone(backing, { transfer: [backing] }); // moves the memory: no copy
+      // Node 20 copies a buffer it cannot move instead of refusing it: the original then still holds the upload.
+      if (backing.byteLength !== 0) bytes.fill(0);
+      return moved;
+    } catch {
+      // Not transferable: copied below.
+    }
   }
   const copy = new Uint8Array(bytes.byteLength);
   copy.set(bytes);

@@ -76,6 +76,10 @@ export async function probe(input: Uint8Array, maxInputPixels: number): Promise<
   if (!sniffed.ok) {
     throw new ImageInputError('PTOON_UNSUPPORTED_MEDIA', `The upload is ${sniffed.what}; send a JPEG, PNG or WebP image`);
   }
+  // A plain JPEG's size from its header segments, without sharp (jpeg.ts): the same limits apply below.
+  const quick = sniffed.format === 'jpeg' ? turboJpeg() : undefined;
+  const plain = quick === undefined ? undefined : await native(async () => quick.plainHeader(input));
+  if (plain !== undefined) return withinLimits(plain.width, plain.height, maxInputPixels, { hasAlpha: false, plainJpeg: true });
   let meta: Metadata;
   try {
     // limitInputPixels: 0 here, so that we can tell "too large" from "corrupt" ourselves.
@@ -89,12 +93,6 @@ export async function probe(input: Uint8Array, maxInputPixels: number): Promise<
   }
   const { width, height } = meta;
   if (!width || !height) throw new ImageInputError('PTOON_BAD_IMAGE', 'The image has no size');
-  if (width * height > maxInputPixels) {
-    throw new ImageInputError('PTOON_TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; the limit is ${maxInputPixels} pixels`);
-  }
-  if (width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE) {
-    throw new ImageInputError('PTOON_TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; a side may be at most ${MAX_INPUT_SIDE} pixels`);
-  }
   // EXIF orientations 5 to 8 turn the picture by 90 degrees.
   const turned = (meta.orientation ?? 1) >= 5;
   const plainJpeg =
@@ -104,7 +102,19 @@ export async function probe(input: Uint8Array, maxInputPixels: number): Promise<
     meta.hasProfile !== true &&
     meta.depth === 'uchar' &&
     ((meta.space === 'srgb' && meta.channels === 3) || (meta.space === 'b-w' && meta.channels === 1));
-  return { width: turned ? height : width, height: turned ? width : height, hasAlpha: meta.hasAlpha ?? false, plainJpeg };
+  const stored = withinLimits(width, height, maxInputPixels, { hasAlpha: meta.hasAlpha ?? false, plainJpeg });
+  return turned ? { ...stored, width: height, height: width } : stored;
+}
+
+/** The pixel and side limits, on the size as stored (the messages name it so). */
+function withinLimits(width: number, height: number, maxInputPixels: number, rest: Omit<Probe, 'width' | 'height'>): Probe {
+  if (width * height > maxInputPixels) {
+    throw new ImageInputError('PTOON_TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; the limit is ${maxInputPixels} pixels`);
+  }
+  if (width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE) {
+    throw new ImageInputError('PTOON_TOO_MANY_PIXELS', `The image is ${width}x${height} pixels; a side may be at most ${MAX_INPUT_SIDE} pixels`);
+  }
+  return { width, height, ...rest };
 }
 
 /**

@@ -60,6 +60,11 @@ const RETAINED_OUTPUT_BYTES = 1024 * 1024 * 3 + 4096;
 
 export interface TurboJpeg {
   /**
+   * The size of a plain JPEG, read from its header segments without decoding (a few microseconds, against sharp's
+   * 0.3 to 0.9 ms), or undefined where it is not plain or anything is in doubt: sharp's probe then reads it.
+   */
+  plainHeader(input: Uint8Array): { width: number; height: number } | undefined;
+  /**
    * Decodes a plain JPEG of exactly `width` x `height` into `into` (RGB, 3 bytes a pixel). False where TurboJPEG
    * would not read it exactly as sharp does, or stopped at a warning: `into` is then wiped (it may hold part of
    * the picture) and sharp's path decides what the file is.
@@ -143,20 +148,26 @@ function codec(lib: Library): TurboJpeg | undefined {
     return retained;
   };
 
+  /** TurboJPEG's reading of the header, when the frame is one this path takes. */
+  const header = (input: Uint8Array): { width: number; height: number } | undefined => {
+    const d = decompressor;
+    const plain =
+      lib.header(d, input, input.byteLength) === 0 &&
+      lib.get(d, PARAM.PRECISION) === 8 &&
+      lib.get(d, PARAM.PROGRESSIVE) === 0 &&
+      lib.get(d, PARAM.ARITHMETIC) === 0 &&
+      lib.get(d, PARAM.LOSSLESS) === 0 &&
+      [CS.YCbCr, CS.GRAY].includes(lib.get(d, PARAM.COLORSPACE) as 1 | 2);
+    return plain ? { width: lib.get(d, PARAM.JPEGWIDTH), height: lib.get(d, PARAM.JPEGHEIGHT) } : undefined;
+  };
+
   return {
+    plainHeader: (input) => (plainMarkers(input) ? header(input) : undefined),
     decodeInto(input, width, height, into) {
       const room = into.subarray(0, width * height * 3);
-      const d = decompressor;
-      const plain =
-        lib.header(d, input, input.byteLength) === 0 &&
-        lib.get(d, PARAM.JPEGWIDTH) === width &&
-        lib.get(d, PARAM.JPEGHEIGHT) === height &&
-        lib.get(d, PARAM.PRECISION) === 8 &&
-        lib.get(d, PARAM.PROGRESSIVE) === 0 &&
-        lib.get(d, PARAM.ARITHMETIC) === 0 &&
-        lib.get(d, PARAM.LOSSLESS) === 0 &&
-        [CS.YCbCr, CS.GRAY].includes(lib.get(d, PARAM.COLORSPACE) as 1 | 2);
-      if (plain && room.length === width * height * 3 && lib.decompress(d, input, input.byteLength, room, 0, PF_RGB) === 0) return true;
+      const size = header(input);
+      const plain = size !== undefined && size.width === width && size.height === height && room.length === width * height * 3;
+      if (plain && lib.decompress(decompressor, input, input.byteLength, room, 0, PF_RGB) === 0) return true;
       room.fill(0);
       return false;
     },
@@ -175,6 +186,46 @@ function codec(lib: Library): TurboJpeg | undefined {
     },
     peekOutput: () => retained,
   };
+}
+
+/**
+ * The segments before a JPEG's first scan, read without decoding: true when none of them would make libvips read
+ * the file differently from TurboJPEG (EXIF, which may hold an orientation; an ICC profile; Adobe's colour
+ * transform marker) and the frame is sequential Huffman. Any doubt (a segment running past the end, a byte that is
+ * not a marker) answers false, and sharp's probe then reads the header as before.
+ */
+export function plainMarkers(jpeg: Uint8Array): boolean {
+  if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return false;
+  let at = 2;
+  while (at + 4 <= jpeg.length) {
+    if (jpeg[at] !== 0xff) return false;
+    const marker = jpeg[at + 1]!;
+    if (marker === 0xff) {
+      at++; // a fill byte before the marker
+      continue;
+    }
+    if (marker === 0xda) return true; // start of scan: every header segment has been seen
+    const length = (jpeg[at + 2]! << 8) | jpeg[at + 3]!;
+    if (length < 2 || at + 2 + length > jpeg.length) return false;
+    const payload = jpeg.subarray(at + 4, at + 2 + length);
+    if (marker === 0xe1 && startsWith(payload, EXIF)) return false;
+    if (marker === 0xe2 && startsWith(payload, ICC)) return false;
+    if (marker === 0xee) return false; // Adobe: colour transform flags
+    // Start-of-frame markers other than baseline (C0) and extended sequential (C1) Huffman: progressive, lossless,
+    // hierarchical, arithmetic (C4, C8 and CC are tables and a reserved code, not frames).
+    if (marker >= 0xc2 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) return false;
+    at += 2 + length;
+  }
+  return false;
+}
+
+const EXIF = [0x45, 0x78, 0x69, 0x66, 0, 0]; // "Exif\0\0"
+const ICC = [...'ICC_PROFILE'].map((c) => c.charCodeAt(0)).concat(0);
+
+function startsWith(bytes: Uint8Array, prefix: readonly number[]): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }
 
 let instance: TurboJpeg | null | undefined;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import sharp, { type JpegOptions } from 'sharp';
 import t from 'tap';
 import { decode, encode, probe } from '../../workers/image.js';
-import { turboJpeg } from '../../workers/jpeg.js';
+import { plainMarkers, turboJpeg } from '../../workers/jpeg.js';
 import { sharedImage } from '../helper.js';
 
 const LIMIT = 4096 * 4096;
@@ -114,4 +114,30 @@ t.test('a file TurboJPEG stops at is wiped from the room and answered by sharp',
   t.ok(zero(room), 'and the half it read is wiped');
   await t.rejects(decode(truncated, await probe(truncated, LIMIT), 200, 150, LIMIT, room), { code: 'PTOON_BAD_IMAGE' }, 'sharp refuses it: 400, as before');
   t.notOk(turbo.decodeInto(jpeg, 100, 150, new Uint8Array(100 * 150 * 3)), 'a size other than the header says is refused');
+});
+
+t.test("a plain JPEG's size is read from its header segments, without sharp, under the same limits", async (t) => {
+  const raw = await picture(300, 200);
+  const plain = await rawJpeg(raw, 300, 200, { quality: 90 });
+  t.ok(plainMarkers(plain), 'no EXIF, ICC or Adobe segment; a baseline frame');
+  t.same(turboJpeg()!.plainHeader(plain), { width: 300, height: 200 }, "TurboJPEG's header");
+  t.same(await probe(plain, LIMIT), { width: 300, height: 200, hasAlpha: false, plainJpeg: true }, 'probe() answers from it');
+  await t.rejects(probe(plain, 300 * 200 - 1), { code: 'PTOON_TOO_MANY_PIXELS', message: /300x200 pixels; the limit is 59999 pixels/ }, 'the pixel limit holds on this path');
+
+  const withExif = await sharp(raw, { raw: { width: 300, height: 200, channels: 3 } }).jpeg().withExif({ IFD0: { Copyright: 'test' } }).toBuffer();
+  t.notOk(plainMarkers(withExif), 'EXIF (it may hold an orientation): sharp reads the header');
+  t.same(await probe(withExif, LIMIT), { width: 300, height: 200, hasAlpha: false, plainJpeg: true }, 'no orientation in it: still plain, as sharp reads it');
+  const withIcc = await sharp(raw, { raw: { width: 300, height: 200, channels: 3 } }).jpeg().withIccProfile('p3').toBuffer();
+  t.notOk(plainMarkers(withIcc), 'an ICC profile: sharp');
+  t.notOk(plainMarkers(await sharp(raw, { raw: { width: 300, height: 200, channels: 3 } }).jpeg({ progressive: true }).toBuffer()), 'a progressive frame: sharp');
+
+  // Damaged header segments: any doubt goes to sharp, which answers as it always has.
+  const overrun = Buffer.from(plain);
+  overrun[4] = 0xff; // the first segment's length now runs past the end of the file
+  t.notOk(plainMarkers(overrun), 'a segment running past the end: not plain');
+  t.notOk(plainMarkers(plain.subarray(0, 40)), 'a header cut before the scan: not plain');
+  const notMarker = Buffer.from(plain);
+  notMarker[2] = 0x00;
+  t.notOk(plainMarkers(notMarker), 'a byte where a marker should be: not plain');
+  await t.rejects(probe(plain.subarray(0, 40), LIMIT), { code: 'PTOON_BAD_IMAGE' }, 'a header cut short: 400 from sharp, as before');
 });

@@ -125,6 +125,16 @@ t.test('buffers are transferred on both legs, and pooled Buffers are copied, nev
   const slice = Buffer.concat([Buffer.alloc(10_000), png]).subarray(10_000);
   const owned = ownedArrayBuffer(slice);
   t.equal(owned.byteLength, png.length, 'a view into a larger allocation gets a buffer of its own size');
+
+  // A Buffer made by native code over memory of its own (sharp's output, with Node 24): whole, but not
+  // transferable. Handed to the pool as it is, the task failed with DataCloneError (500 PTOON_WORKER_FAILED).
+  const native = await sharp({ create: { width: 256, height: 256, channels: 3, background: 'blue' } }).png().toBuffer();
+  const copyOfNative = Buffer.from(native);
+  const answer = await pool.run(native, opts('inv'));
+  t.equal(answer.width, 256, "sharp's own output Buffer is served");
+  t.ok(native.byteLength === 0 || native.every((b) => b === 0), 'and is moved or wiped, as any upload');
+  const again = ownedArrayBuffer(copyOfNative);
+  t.doesNotThrow(() => structuredClone(again, { transfer: [again] }), 'what ownedArrayBuffer returns can always be transferred');
 });
 
 t.test('bad input gives typed errors and the pool carries on', async (t) => {
