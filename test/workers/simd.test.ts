@@ -78,7 +78,7 @@ t.test('pack: the kernels write the tensor the JavaScript loop writes, bit for b
   t.ok(calls.deinterleave > 0 && calls.widen > 0 && calls.widenSwapped > 0, `the kernels ran (deinterleave ${calls.deinterleave}, widen ${calls.widen}, widenSwapped ${calls.widenSwapped} calls)`);
 });
 
-/** Floats where the result is decided: the half-way points of every level in each range, one float either side, and the odd ones. */
+/** Floats where the result is decided: the half-way points of every level in each range, floats 1 to 256 steps either side (where the float32 unpack must hand over to double precision), and the odd ones. */
 function awkwardFloats(range: Spec['range']): Float32Array {
   const [scale, offset] = range === '0..1' ? [1 / 255, 0] : range === '-1..1' ? [2 / 255, -1] : [1, 0];
   const values: number[] = [NaN, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 3.4e38, -3.4e38];
@@ -88,7 +88,7 @@ function awkwardFloats(range: Spec['range']): Float32Array {
     for (const frac of [0, 0.5, 0.25, 0.75]) {
       bits[0] = (level + frac) * scale + offset;
       const at = word[0]!;
-      for (const step of [-1, 0, 1]) {
+      for (const step of [-256, -64, -16, -4, -2, -1, 0, 1, 2, 4, 16, 64, 256]) {
         word[0] = at + step;
         values.push(bits[0]!);
       }
