@@ -122,6 +122,28 @@ t.test('unpack: the kernels write the pixels the JavaScript loop writes, bit for
   t.ok(calls.interleave > 0 && calls.narrow > 0 && calls.narrowSwapped > 0, `the kernels ran (interleave ${calls.interleave}, narrow ${calls.narrow}, narrowSwapped ${calls.narrowSwapped} calls)`);
 });
 
+t.test("unpack: a million floats in every range, from a blur and from noise, give the JavaScript loop's pixels", async (t) => {
+  // A 3x3 binomial blur of 8-bit levels (weights k/16) lands many outputs exactly on, or one rounding away from, a
+  // half-way point: the float32 kernel must recover each product's rounding exactly to match double precision.
+  const side = 512;
+  const levels = pixels(side, side);
+  const blur = new Float32Array(side * side * 3);
+  const noise = new Float32Array(side * side * 3);
+  for (const spec of SPECS.filter((s) => s.layout === 'NHWC' && s.channels === 'RGB')) {
+    const [scale, offset] = spec.range === '0..1' ? [1 / 255, 0] : spec.range === '-1..1' ? [2 / 255, -1] : [1, 0];
+    for (let i = 0; i < blur.length; i++) {
+      const at = (d: number) => levels[(i + d * 3 + blur.length) % blur.length]!;
+      const sum = (at(-side - 1) + 2 * at(-side) + at(-side + 1) + 2 * at(-1) + 4 * at(0) + 2 * at(1) + at(side - 1) + 2 * at(side) + at(side + 1)) / 16;
+      blur[i] = Math.fround(Math.fround(sum * Math.fround(scale)) + offset);
+      noise[i] = Math.fround((random() * 1.2 - 0.1) * 255 * scale + offset);
+    }
+    for (const [name, data] of [['blur', blur], ['noise', noise]] as const) {
+      const dims = [1, side, side, 3];
+      t.ok(same(fromTensor(data, dims, spec, side, side), fromTensor(data, dims, spec, side, side, out, counted)), `${spec.range} ${name}: identical`);
+    }
+  }
+});
+
 t.test('what the kernels staged is wiped with the rest', async (t) => {
   const rgb = pixels(64, 48);
   toTensor(rgb, 64, 48, SPECS[0]!, 16, 'edge', room, scratch);
