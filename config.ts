@@ -114,6 +114,7 @@ export function loadConfig(env: Env = process.env): Config {
       intraOpThreads: read.int('ORT_INTRA_THREADS', 1, 1, 256), // parallelism comes from workers; more threads oversubscribe
       interOpThreads: read.int('ORT_INTER_THREADS', 1, 1, 256), // sequential graphs gain nothing from inter-op threads
       spinning: read.bool('ORT_SPINNING', false), // spin-waiting burns idle cores after each run
+      workerNice: read.int('WORKER_NICE', 10, 0, 19), // inference threads yield to the event loop (health checks, admission, uploads) when both want a core; 0: same priority
       maxQueue: read.int('MAX_QUEUE', workers * 4, 0, 100_000), // a few runs' worth of waiting; beyond it, 503 at once
       maxInputPixels: read.int('MAX_INPUT_PIXELS', 4096 * 4096, 1, 268_402_689), // 16.7 MP: a decoded copy stays under 64 MiB
       maxOutputSide: read.int('MAX_OUTPUT_SIDE', 4096, 16, 16_384), // bounds the encoder's memory and the answer's size

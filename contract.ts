@@ -94,6 +94,11 @@ export interface WorkerSettings {
   interOpThreads: number;
   /** ORT thread-pool spin-waiting; off by default so idle workers don't burn CPU. */
   spinning: boolean;
+  /**
+   * Niceness each worker thread gives itself at start (and so its onnxruntime threads, which it creates): the main
+   * thread keeps the process's own, so it gets a core first when both want one. 0 leaves the thread as it is.
+   */
+  workerNice: number;
   /** Decoded pixel budget per image (width x height after orientation), checked from the header before decoding. */
   maxInputPixels: number;
   /** Longest output side a request may ask for, and the cap when it asks for none. */

@@ -153,12 +153,13 @@ export class InferencePool extends EventEmitter {
     }
     await pinModels(manifests);
 
-    const { workers, intraOpThreads, interOpThreads, spinning, maxQueue, maxInputPixels, maxOutputSide, maxFaces, minFaceSize } = settings;
+    const { workers, intraOpThreads, interOpThreads, spinning, workerNice, maxQueue, maxInputPixels, maxOutputSide, maxFaces, minFaceSize } = settings;
     const workerData: WorkerConfig = {
       models: manifests,
       intraOpThreads,
       interOpThreads,
       spinning,
+      workerNice,
       maxInputPixels,
       maxOutputSide,
       maxFaces,

@@ -12,6 +12,7 @@ import { ManifestError } from '../models/manifest.js';
 import { beginTask, endTask } from './native-guard.js';
 import type { WorkerNotice } from '../contract.js';
 import { pipeline } from './pipeline.js';
+import { lowerThreadPriority } from './priority.js';
 import { Scratch } from './scratch.js';
 import { openSession, warmUp, type ModelSession } from './session.js';
 
@@ -22,6 +23,8 @@ function notify(notice: WorkerNotice): void {
 }
 
 async function init(): Promise<(task: CartoonizeTask) => Promise<unknown>> {
+  // First: the onnxruntime threads the sessions create inherit this thread's priority.
+  lowerThreadPriority(config.workerNice);
   const sessions = new Map<string, ModelSession>();
   try {
     for (const manifest of config.models) {

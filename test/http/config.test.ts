@@ -19,6 +19,7 @@ t.test('defaults', async (t) => {
   t.equal(config.pool.intraOpThreads, 1);
   t.equal(config.pool.interOpThreads, 1);
   t.equal(config.pool.spinning, false);
+  t.equal(config.pool.workerNice, 10, 'workers yield to the event loop');
   t.equal(config.maxUploadBytes, 10 * 1024 * 1024);
   t.equal(config.pool.maxInputPixels, 4096 * 4096);
   t.equal(config.pool.maxOutputSide, 4096);
@@ -70,6 +71,7 @@ t.test('bad values name their variable', async (t) => {
     [{ WORKERS: '1.5' }, /^WORKERS: /],
     [{ MAX_UPLOAD_BYTES: '-1' }, /^MAX_UPLOAD_BYTES: /],
     [{ ORT_SPINNING: 'maybe' }, /^ORT_SPINNING: must be true or false/],
+    [{ WORKER_NICE: '20' }, /^WORKER_NICE: must be an integer from 0 to 19/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL: must be one of/],
     [{ TRUST_PROXY: 'true' }, /^TRUST_PROXY: .*would trust any client/],
     [{ TRUST_PROXY: '2' }, /^TRUST_PROXY: /],

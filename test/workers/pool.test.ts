@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { poolSettings } from '../../config.js';
@@ -248,4 +250,40 @@ t.test('the pool owns the option defaults: its default style, the format\'s qual
   t.same(pool.withDefaults({ format: 'webp' }), { format: 'webp', style: 'toon', quality: DEFAULT_QUALITY.webp });
   t.same(pool.withDefaults({ format: 'avif', style: 'alpha', quality: 40 }), { format: 'avif', style: 'alpha', quality: 40 });
   t.throws(() => pool.withDefaults({ format: 'jpeg', style: 'nope' }), { code: 'PTOON_UNKNOWN_STYLE' });
+});
+
+/** Niceness of each of this process's threads (field 19 of /proc/self/task/TID/stat), by thread id. */
+function threadNiceness(): Map<number, number> {
+  const nice = new Map<number, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      nice.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return nice;
+}
+
+t.test('workers lower their own priority (WORKER_NICE); the main thread keeps the process\'s', { skip: process.platform !== 'linux' || getPriority() >= 7 ? 'needs Linux and a process below nice 7' : false }, async (t) => {
+  const dir = modelsDir(t, [{ manifest: imageManifest('inv', { layout: 'NCHW' }), bytes: buildInvertModel({ layout: 'NCHW', range: '0..1' }) }]);
+  const own = getPriority();
+  const before = new Set(threadNiceness().keys());
+  const pool = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 2, workerNice: 7 }));
+  t.teardown(() => pool.close());
+  const { png } = await gradient();
+  t.equal((await pool.run(png, opts('inv'))).width > 0, true, 'the pool answers');
+  const after = threadNiceness();
+  const niced = [...after].filter(([tid, nice]) => !before.has(tid) && nice === 7);
+  t.ok(niced.length >= 2, `${niced.length} new threads at nice 7: at least the two workers`);
+  t.equal(after.get(process.pid), own, 'the main thread is unchanged');
+  t.ok([...after].every(([tid, nice]) => nice === own || !before.has(tid)), 'no thread that was there before the pool changed');
+
+  const seen = new Set(threadNiceness().keys());
+  const plain = await InferencePool.start(poolSettings({ modelsDirs: [dir], workers: 1, workerNice: 0 }));
+  t.teardown(() => plain.close());
+  await plain.run((await gradient()).png, opts('inv'));
+  const fresh = [...threadNiceness()].filter(([tid]) => !seen.has(tid));
+  t.ok(fresh.length >= 1 && fresh.every(([, nice]) => nice === own), `WORKER_NICE=0: the ${fresh.length} new threads keep the process's niceness`);
 });
