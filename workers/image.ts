@@ -197,14 +197,16 @@ export async function encode(
     }
     channels = 4;
   }
+  // Chroma at full resolution from q90 (a cartoon's colour edges stay sharp), halved below: for both encoders.
+  const chroma = quality >= 90 ? '4:4:4' : '4:2:0';
   const turbo = format === 'jpeg' && channels === 3 && outWidth === width && outHeight === height ? turboJpeg() : undefined;
-  if (turbo !== undefined) return native(async () => turbo.encode(pixels, width, height, quality));
+  if (turbo !== undefined) return native(async () => turbo.encode(pixels, width, height, quality, chroma));
   let pipeline = sharp(pixels, { raw: { width, height, channels } }).timeout({ seconds: SHARP_TIMEOUT_S });
   if (outWidth !== width || outHeight !== height) pipeline = pipeline.resize(outWidth, outHeight, { fit: 'fill', kernel: 'lanczos3' });
   if (channels === 4 && format === 'jpeg') pipeline = pipeline.flatten({ background: '#ffffff' });
   switch (format) {
     case 'jpeg':
-      pipeline = pipeline.jpeg({ quality, chromaSubsampling: quality >= 90 ? '4:4:4' : '4:2:0', ...JPEG_ENCODER });
+      pipeline = pipeline.jpeg({ quality, chromaSubsampling: chroma, ...JPEG_ENCODER });
       break;
     case 'png':
       pipeline = pipeline.png({ compressionLevel: 6 });

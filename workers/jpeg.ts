@@ -72,10 +72,10 @@ export interface TurboJpeg {
   decodeInto(input: Uint8Array, width: number, height: number, into: Uint8Array): boolean;
   /**
    * Encodes RGB pixels as a baseline JPEG with standard Huffman tables, as the sharp path does (`JPEG_ENCODER` in
-   * image.ts): 4:4:4 from q90, 4:2:0 below. The result is a view into a buffer the worker reuses: valid until the
+   * image.ts), at the chroma subsampling image.ts chose for both. The result is a view into a buffer the worker reuses: valid until the
    * next call; the caller copies it out and wipes it.
    */
-  encode(rgb: Uint8Array, width: number, height: number, quality: number): Uint8Array;
+  encode(rgb: Uint8Array, width: number, height: number, quality: number, chroma: '4:4:4' | '4:2:0'): Uint8Array;
   /** Tests only: the retained output buffer (undefined before the first encode), to prove it holds nothing between tasks. */
   peekOutput(): Uint8Array | undefined;
 }
@@ -171,8 +171,8 @@ function codec(lib: Library): TurboJpeg | undefined {
       room.fill(0);
       return false;
     },
-    encode(rgb, width, height, quality) {
-      const subsampling = quality >= 90 ? SAMP.S444 : SAMP.S420;
+    encode(rgb, width, height, quality, chroma) {
+      const subsampling = chroma === '4:4:4' ? SAMP.S444 : SAMP.S420;
       const c = compressor;
       if (lib.set(c, PARAM.QUALITY, quality) !== 0 || lib.set(c, PARAM.SUBSAMP, subsampling) !== 0) throw new Error('TurboJPEG refused the encoder settings');
       const capacity = Number(lib.bufferSize(width, height, subsampling));

@@ -64,7 +64,7 @@ t.test('encoding gives the pixels sharp gives at the same quality and subsamplin
     [85, '4:2:0'],
     [95, '4:4:4'],
   ] as const) {
-    const ours = Buffer.from(turbo.encode(raw, 512, 384, quality));
+    const ours = Buffer.from(turbo.encode(raw, 512, 384, quality, chromaSubsampling));
     const theirs = await rawJpeg(raw, 512, 384, { quality, chromaSubsampling, optimiseCoding: false });
     t.same(await sharpDecode(ours), await sharpDecode(theirs), `q${quality} ${chromaSubsampling}: identical pixels`);
     const meta = await sharp(ours).metadata();
