@@ -16,7 +16,7 @@ import { formatChecks } from './lib/checks.js';
 import { benchImages } from './lib/images.js';
 import { machineLine } from './lib/machine.js';
 import { overloadRun } from './lib/overload-run.js';
-import { findManifest, plainLoop } from './lib/plain.js';
+import { sessionMemory } from './lib/session-memory.js';
 import { startService } from './lib/server.js';
 import { formatCounts, mib, ms, table } from './lib/stats.js';
 
@@ -37,9 +37,8 @@ async function main(): Promise<number> {
   const workers = num(flags.workers, 'workers');
   const threads = num(flags.threads, 'threads');
   const { images, source } = await benchImages(size);
-  const manifest = await findManifest([BUILTIN_MODELS_DIR, BENCH_MODELS_DIR], flags.style);
-  process.stderr.write(`memory of one ${flags.style} session on these images (plain loop, 3 s)...\n`);
-  const memory = await plainLoop(manifest, images, { kind: 'pipeline', threads: 1, seconds: 3 });
+  process.stderr.write(`memory of one ${flags.style} session on these images (plain loop in a fresh process, 3 s)...\n`);
+  const memory = await sessionMemory([BUILTIN_MODELS_DIR, BENCH_MODELS_DIR], flags.style, images, 3);
 
   const service = await startService({
     models: 'builtin+bench',
@@ -100,7 +99,7 @@ async function main(): Promise<number> {
   );
   console.log(`\nBudget: ${r.budget.formula}.`);
   console.log(`Main thread V8 heap (in the HTTP allowance): ${mib(r.mainHeap.cold)} MiB at start-up, ${mib(r.mainHeap.after)} MiB right after the overload.`);
-  console.log(`Model and working set: one ${flags.style} session measured by the plain loop in the bench process on the same images.`);
+  console.log(`Model and working set: one ${flags.style} session measured by the plain loop in a fresh process on the same images.`);
   console.log(`\nChecks:\n${formatChecks(r.checks)}`);
   return r.checks.every((c) => c.ok) ? 0 : 1;
 }

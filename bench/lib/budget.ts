@@ -3,20 +3,25 @@
  *
  *   budget = base + workers x (model + image working set) + queued uploads
  *
- *  - model: RSS one session of the style adds when created and warmed (measured by the plain loop, in this process);
- *  - image working set: the RSS a session adds on top while it runs on the run's images, the largest of them
+ *  - model: RSS one session of the style adds when created and warmed (measured by the plain loop in a fresh process:
+ *    session-memory.ts);
+ *  - image working set: the peak RSS a session adds on top while it runs on the run's images, the largest of them
  *    included (decoded pixels, input and output tensors, onnxruntime's arena, codec buffers; plain loop again);
  *  - base: the service's RSS right after start-up less its workers' models: Node, Fastify, the libraries, the
  *    worker threads' isolates;
- *  - HTTP allowance: what the main thread adds under load, for request and answer buffers of the connections and
- *    its V8 heap grown to match (its young generation alone may take 3 x 16 MiB semi-spaces): 64 MiB;
+ *  - HTTP allowance: what the service adds under load beyond its sessions' own working set: the main thread's
+ *    request and answer buffers and its V8 heap grown to match, and the allocator arenas of the threads that serve
+ *    a worker (libuv's pool for the codecs) kept at their high-water mark: 96 MiB. Measured (2026-12-02, toon at
+ *    320x320, 1 worker, capacity run then 4x overload, /proc/<pid>/smaps): the main arena +15 MiB, anonymous
+ *    mappings (V8 spaces) +29 to 36 MiB, thread arenas 15 to 25 MiB more than the plain loop's working set on
+ *    Node 24 (less on Node 20): up to 80 MiB in all, which 64 MiB (the earlier figure, from Node 20) did not cover;
  *  - queued uploads: the bodies of the requests the service may hold at once (workers running + MAX_QUEUE waiting).
  *
  * base + HTTP allowance is what the service needs with no model; the rest grows with the workers and the images.
  */
 
 /** The main thread's growth under load (see above); the overload run reports the measured heap growth beside it. */
-export const HTTP_ALLOWANCE_BYTES = 64 * 2 ** 20;
+export const HTTP_ALLOWANCE_BYTES = 96 * 2 ** 20;
 import { mib } from './stats.js';
 
 export interface BudgetInputs {

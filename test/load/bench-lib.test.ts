@@ -35,7 +35,7 @@ t.test('the memory budget is base + allowance + workers x (model + working set) 
   const b = memoryBudget({ coldRss: 300 * MiB, workers: 2, modelBytes: 50 * MiB, workingSetBytes: 100 * MiB, maxQueue: 8, largestUploadBytes: MiB });
   t.equal(b.base, 200 * MiB, 'base: the cold service less its workers\' models');
   t.equal(b.bytes, 200 * MiB + HTTP_ALLOWANCE_BYTES + 2 * 150 * MiB + 10 * MiB);
-  t.match(b.formula, /base 200 \+ HTTP allowance 64 \+ 2 workers x \(model 50 \+ image working set 100\) \+ queued uploads 10\.0 = 574 MiB/);
+  t.match(b.formula, /base 200 \+ HTTP allowance 96 \+ 2 workers x \(model 50 \+ image working set 100\) \+ queued uploads 10\.0 = 606 MiB/);
 });
 
 t.test('closed and open loops against a local server', async (t) => {
