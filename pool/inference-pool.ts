@@ -126,6 +126,11 @@ export class InferencePool extends EventEmitter {
   /** Tasks handed to a worker and not yet answered by it. */
   private readonly running = new Set<Waiting>();
   private readonly readyThreads = new Set<number>();
+  /**
+   * Threads that have finished starting, ready or not (an init failure): the others are still loading modules and
+   * opening sessions, native code that must not be terminated either (close and destroy wait for them).
+   */
+  private readonly startedThreads = new Set<number>();
   private busy = 0;
   private closing = false;
   private avgRunMs = 0;
@@ -248,6 +253,7 @@ export class InferencePool extends EventEmitter {
       };
       // Registered before any worker can speak: readiness of replacement workers is tracked for the pool's life.
       this.piscina.on('message', (message: unknown) => {
+        if (isWorkerNotice(message)) this.startedThreads.add(message.threadId);
         if (isWorkerNotice(message) && message.type === 'ready') {
           this.readyThreads.add(message.threadId);
           this.emit('worker-ready', message.threadId);
@@ -262,8 +268,10 @@ export class InferencePool extends EventEmitter {
         // A terminated worker still reports its id here; one that exited on its own reads -1 (Node resets a thread's
         // id at exit). So keep exactly the ids of the threads still alive.
         this.readyThreads.delete(worker.id);
+        this.startedThreads.delete(worker.id);
         const alive = new Set(this.piscina.threads.map((thread) => thread.threadId));
         for (const id of this.readyThreads) if (!alive.has(id)) this.readyThreads.delete(id);
+        for (const id of this.startedThreads) if (!alive.has(id)) this.startedThreads.delete(id);
       });
       this.piscina.on('message', onMessage);
       this.piscina.on('error', onError);
@@ -499,12 +507,16 @@ export class InferencePool extends EventEmitter {
     this.settle(entry, { ...reply, queueMs });
   }
 
-  /** Stops taking tasks, fails those still waiting, lets running ones finish, then ends the workers. */
+  /**
+   * Stops taking tasks, fails those still waiting, lets running ones finish, waits for a replacement worker still
+   * loading (see `destroy`), then ends the workers.
+   */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     this.failWaiting();
     if (this.busy > 0) await new Promise((resolve) => this.once('idle', resolve));
+    while (this.loading()) await new Promise((resolve) => setTimeout(resolve, NATIVE_POLL_MS));
     await this.piscina.close();
   }
 
@@ -512,14 +524,23 @@ export class InferencePool extends EventEmitter {
    * Ends the workers now, failing whatever runs: the shutdown timeout, tests. A thread is never terminated inside
    * native code, which aborts the whole process: every running task is cancelled through its guard first (from then
    * on its worker enters no native call), and the workers are ended once none is still inside one. A native call under
-   * way is waited for; the pixel limits bound it, and the service manager's stop timeout bounds the rest.
+   * way is waited for; the pixel limits bound it, and the service manager's stop timeout bounds the rest. So is a
+   * worker still starting (a replacement for one that died): loading native modules and opening sessions is native
+   * code too, and terminating it there aborts the process the same way (test/faults/destroy.test.ts); a start takes
+   * what loading the models takes (a fraction of a second to seconds).
    */
   async destroy(): Promise<void> {
     this.closing = true;
     this.failWaiting();
     for (const entry of this.running) Atomics.or(entry.guard, 0, GUARD.CANCELLED);
-    while ([...this.running].some((entry) => inNative(entry.guard))) await new Promise((resolve) => setTimeout(resolve, NATIVE_POLL_MS));
+    while ([...this.running].some((entry) => inNative(entry.guard)) || this.loading()) await new Promise((resolve) => setTimeout(resolve, NATIVE_POLL_MS));
     await this.piscina.destroy();
+  }
+
+  /** A live worker thread has not finished starting: it is loading modules or opening its sessions. */
+  private loading(): boolean {
+    // A thread that exited on its own reads -1 (see workerDestroy above) and is not loading anything.
+    return this.piscina.threads.some((thread) => thread.threadId !== -1 && !this.startedThreads.has(thread.threadId));
   }
 
   /** Fails every task still waiting (shutdown), wiping the bytes each carried. */

@@ -68,8 +68,8 @@ export interface Service {
 }
 
 const OUTPUT_KEEP = 256 * 1024;
-/** Variables passed through from the bench's own environment: allocator and thread-pool experiments. */
-const PASS_THROUGH = ['UV_THREADPOOL_SIZE', 'MALLOC_ARENA_MAX', 'LD_PRELOAD', 'TZ', 'GLIBC_TUNABLES'];
+/** Variables passed through from the bench's own environment: allocator, thread-pool and worker-priority experiments. */
+const PASS_THROUGH = ['UV_THREADPOOL_SIZE', 'MALLOC_ARENA_MAX', 'LD_PRELOAD', 'TZ', 'GLIBC_TUNABLES', 'WORKER_NICE'];
 
 /**
  * The variables `npm start` sets before node (package.json's start script: the allocator's scrubbing of freed
