@@ -10,6 +10,9 @@
  *  - Bodies that were not read: a request answered before its body was read (refused by auth, a limit, an unknown
  *    URL) leaves the body chunks that had arrived queued on the request. They are drained and zero-filled once the
  *    answer is sent (the connection is closed after it: plugins/uploads.ts), with any that arrive until it closes.
+ *    A client that hangs up before its answer (while its request is still in a hook, say) gets no answer: the chunks
+ *    queued on its request are zero-filled where they lie when the request closes, since a request destroyed with
+ *    its connection never hands them out (test/privacy/unread-body.test.ts).
  *
  * Chunks the application does read are wiped by their reader (plugins/uploads.ts, `collectWiping`).
  */
@@ -38,7 +41,23 @@ async function scrubPlugin(fastify: FastifyInstance) {
       req.on('error', () => {}); // the connection is closing; nothing is waiting for this body
       req.resume();
     });
+    // On the request, not the response: the response carries one 'close' listener, request-record.ts's.
+    req.once('close', () => {
+      if (req.readableEnded || res.writableFinished) return; // read to its end, or answered (above)
+      // The client left first. Its request is destroyed and will never hand out what it queued: wipe it in place.
+      for (const chunk of queuedChunks(req)) wipe(chunk);
+    });
   });
+}
+
+/**
+ * The chunks queued on a request and not read: Node's `readableBuffer` getter (lib/internal/streams/readable.js,
+ * absent from its typings), an array on Node 20 to 24 with null where a chunk was read. Anything else gives nothing;
+ * test/privacy/unread-body.test.ts fails if a Node changes it.
+ */
+function queuedChunks(req: IncomingMessage): (Buffer | string)[] {
+  const queued = (req as IncomingMessage & { readableBuffer?: unknown }).readableBuffer;
+  return Array.isArray(queued) ? queued.filter((c): c is Buffer | string => Buffer.isBuffer(c) || typeof c === 'string') : [];
 }
 
 export default fp(scrubPlugin, { fastify: '5.x', name: 'privatoon-scrub' });
