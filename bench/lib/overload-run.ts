@@ -5,7 +5,8 @@
  *     1 s). That first burst brings the main thread's allocations for this traffic (upload buffers held until V8
  *     collects them, the allocator's main arena that holds them) to the high-water mark they keep afterwards, as the
  *     capacity run does for onnxruntime's arenas. Without it the end-versus-start check measured that one-off growth
- *     (Node 24, toon style: up to +18% after the first 3 s burst, then flat over four more), not a leak; with it, a
+ *     (Node 24, toon, 1 worker: 246 MiB after the capacity run, 268 and 276 after the first two bursts, then 269
+ *     and 270; under tap's coverage hook, +18%), not a leak; with it, a
  *     leak shows as the second burst's growth. RSS is sampled every 100 ms (/proc/<pid>/status) from this burst on;
  *  3. open-loop arrivals at `factor` x capacity for `seconds`, with /healthz probed every 50 ms;
  *  4. once the queue is empty: settle, the end RSS, and a few requests that must succeed (recovery).
