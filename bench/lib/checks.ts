@@ -4,10 +4,12 @@ export interface Check {
   name: string;
   ok: boolean;
   detail: string;
+  /** A check on the service's memory, which means something only for the compiled service (see server.ts). */
+  memory?: boolean;
 }
 
-export function check(name: string, ok: boolean, detail: string): Check {
-  return { name, ok, detail };
+export function check(name: string, ok: boolean, detail: string, opts: { memory?: boolean } = {}): Check {
+  return { name, ok, detail, ...opts };
 }
 
 export function formatChecks(checks: readonly Check[]): string {

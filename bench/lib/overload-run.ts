@@ -125,8 +125,8 @@ export async function overloadRun(service: Service, images: readonly BenchImage[
       check('every 503 is PTOON_BUSY with Retry-After >= 1 s', withRetryAfter.length === rejected.length, `${withRetryAfter.length} of ${rejected.length}`),
       check('/healthz answered every probe', health.failed === 0 && health.count > 0, `${health.count} probes, ${health.failed} failed`),
       check('the queue is empty after the load', queueAfter.queued === 0 && queueAfter.busy === 0, `queued ${queueAfter.queued}, busy ${queueAfter.busy}`),
-      check('peak RSS under the budget', peak < budget.bytes, `peak ${mb(peak)} < budget ${mb(budget.bytes)} (${budget.formula})`),
-      check(`end RSS within ${(tolerance * 100).toFixed(0)}% of the start`, end <= start * (1 + tolerance), `start ${mb(start)}, end ${mb(end)} (${(((end - start) / start) * 100).toFixed(1)}%)`),
+      check('peak RSS under the budget', peak < budget.bytes, `peak ${mb(peak)} < budget ${mb(budget.bytes)} (${budget.formula})`, { memory: true }),
+      check(`end RSS within ${(tolerance * 100).toFixed(0)}% of the start`, end <= start * (1 + tolerance), `start ${mb(start)}, end ${mb(end)} (${(((end - start) / start) * 100).toFixed(1)}%)`, { memory: true }),
       check('served again afterwards', after.every((o) => o.status === 200), after.map(outcomeKey).join(', ')),
     ];
     const pool = await readPool(service.metricsUrl);

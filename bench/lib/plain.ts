@@ -56,13 +56,13 @@ function resetPeakRss(): boolean {
   }
 }
 
-/** This process's peak RSS since the last reset (VmHWM), in bytes; NaN where it cannot be read. */
+/** This process's peak RSS since the last reset (VmHWM), in bytes; 0 where it cannot be read. */
 function peakRss(): number {
   try {
     const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-    return match?.[1] === undefined ? NaN : Number(match[1]) * 1024;
+    return match?.[1] === undefined ? 0 : Number(match[1]) * 1024;
   } catch {
-    return NaN;
+    return 0;
   }
 }
 
@@ -134,6 +134,6 @@ export async function plainLoop(
     latency: summarize(latencies),
     cpuPerRun: (cpu.user + cpu.system) / 1000 / latencies.length,
     modelBytes: Math.max(0, rssModel - rssBefore),
-    workingSetBytes: Math.max(0, (exactPeak ? Math.max(rssPeak, peakRss()) : rssPeak) - rssModel),
+    workingSetBytes: Math.max(0, Math.max(rssPeak, exactPeak ? peakRss() : 0) - rssModel),
   };
 }

@@ -5,7 +5,7 @@
  * through tsx (BENCH_SERVER=dist|tsx forces one). It gets a clean environment (no NODE_OPTIONS: tap and npm put
  * their hooks there), a temporary API key file (bench set-up writes it; the service never writes anything), a rate
  * limit high enough never to trip, an ephemeral API port and a free loopback port for the metrics listener. The pid
- * is the service's own (`env -u NODE_OPTIONS` execs node in place), so /proc/<pid>/status and signals reach the service itself.
+ * is the service's own (`bareNode`: env execs node in place), so /proc/<pid>/status and signals reach the service itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -149,6 +149,16 @@ export function serverEntry(script = SERVER_SCRIPT): { entry: 'dist' | 'tsx'; ar
     : { entry: 'tsx', args: ['--import', 'tsx', join(PROJECT_ROOT, `${script}.ts`)] };
 }
 
+/**
+ * The command that runs node with `args` and no test runner's hooks: through `env -u NODE_OPTIONS`, which execs node
+ * in place (the pid stays node's). Under tap, its process-info hook wraps every spawn and puts its own loader back
+ * into NODE_OPTIONS, whatever env is given, so a service started plainly ran with the test runner's loader and
+ * coverage (Node 24: +45 MiB of main-thread heap at start, +56 MiB more under overload): not the deployed service.
+ */
+export function bareNode(args: readonly string[]): [command: string, args: string[]] {
+  return ['env', ['-u', 'NODE_OPTIONS', process.execPath, ...args]];
+}
+
 export function modelsDirs(models: ModelSet): string {
   return models === 'builtin' ? BUILTIN_MODELS_DIR : `${BUILTIN_MODELS_DIR}:${BENCH_MODELS_DIR}`;
 }
@@ -187,11 +197,7 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
   const { entry, args } = opts.root === undefined ? serverEntry(script) : { entry: 'tsx' as const, args: ['--import', 'tsx', join(opts.root, `${script}.ts`)] };
   // BENCH_NODE_ARGS: flags for the service's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (main thread and workers).
   const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  // Through `env -u NODE_OPTIONS` (which execs node: the pid stays the service's): under tap, its process-info hook
-  // wraps every spawn and puts its own loader back into NODE_OPTIONS, whatever env is given, so the service ran with
-  // the test runner's loader and coverage (Node 24: +45 MiB of main-thread heap at start, +56 MiB more under
-  // overload) and its memory was not the deployed service's.
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...nodeArgs, ...args], { cwd: opts.root ?? PROJECT_ROOT, env: { ...startScriptEnv(opts.root), ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...bareNode([...nodeArgs, ...args]), { cwd: opts.root ?? PROJECT_ROOT, env: { ...startScriptEnv(opts.root), ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
   let onListening: (url: string) => void = () => {};

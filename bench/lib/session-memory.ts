@@ -6,8 +6,8 @@
  * 107 MiB for the same toon session on the same 320x320 photos); the memory budget (budget.ts) built on it then
  * fails a service that is fine.
  *
- * The child is this file, run by node with tsx's loader and nothing else (no test runner's hooks: see server.ts, which
- * starts the service the same way); it gets the style's folders and the images over IPC and answers with the two
+ * The child is this file, run by node with tsx's loader and nothing else (no test runner's hooks: `bareNode` in server.ts,
+ * which starts the service the same way); it gets the style's folders and the images over IPC and answers with the two
  * figures.
  */
 import { spawn } from 'node:child_process';
@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { PROJECT_ROOT } from '../../paths.js';
 import type { BenchImage } from './images.js';
 import { findManifest, plainLoop } from './plain.js';
+import { bareNode } from './server.js';
 
 export interface SessionMemory {
   /** RSS growth from creating and warming the session. */
@@ -31,7 +32,7 @@ interface Request {
 }
 
 export async function sessionMemory(dirs: readonly string[], style: string, images: readonly BenchImage[], seconds: number): Promise<SessionMemory> {
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url)], {
+  const child = spawn(...bareNode(['--import', 'tsx', fileURLToPath(import.meta.url)]), {
     cwd: PROJECT_ROOT,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
