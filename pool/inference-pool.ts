@@ -24,6 +24,7 @@ import { moduleFile } from '../paths.js';
 import type { PoolSettings } from '../config.js';
 import { DEFAULT_QUALITY, GUARD, disableOrtTelemetry, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type WorkerConfig, type WorkerNotice } from '../contract.js';
 import { AbortedError, BusyError, DeadlineError, inputError, NotReadyError, UnknownStyleError, WorkerFailedError } from '../errors.js';
+import { workersKeepDefaultHeapSizing } from './worker-heap.js';
 
 /** Start-up options that are not settings of the service. */
 export interface PoolStartOptions {
@@ -170,8 +171,10 @@ export class InferencePool extends EventEmitter {
       maxFaces,
       minFaceSize,
     };
-    // Before the first worker starts: they inherit the process's environment, where onnxruntime will look.
+    // Before the first worker starts: they inherit the process's environment, where onnxruntime will look, and V8's
+    // flags, where the main thread's heap floor must not reach them.
     disableOrtTelemetry();
+    workersKeepDefaultHeapSizing();
     const piscina = new Piscina({
       filename: options.workerFile?.href ?? moduleFile('workers/entry'),
       workerData,

@@ -21,6 +21,7 @@ import { BUILTIN_MODELS_DIR, PROJECT_ROOT, SHARED_DIR } from '../paths.js';
 import type { Pool } from '../plugins/pool.js';
 import { InferencePool, withDefaults, type AskedOptions } from '../pool/inference-pool.js';
 import { FAULT_WORKER } from './fixtures/faults.js';
+import { startScript } from '../bench/lib/server.js';
 
 export const ROOT = PROJECT_ROOT;
 /** Real photos shared by the project (read-only); tests that need them skip when the folder is absent. */
@@ -291,13 +292,13 @@ export interface ServerProcess {
 
 /**
  * Runs server.ts in a child process, optionally under a wrapper (strace). Through tsx with its disk cache off, and
- * without the NODE_OPTIONS tap adds to children (its process-info hook writes a file at exit): the child is the
- * service as deployed, nothing more. With `faults`, the same process on the fault-injecting worker
+ * without the NODE_OPTIONS tap adds to children (its process-info hook writes a file at exit), with the node flags of
+ * `npm start` (the main thread's heap floor): the child is the service as deployed, nothing more. With `faults`, the same process on the fault-injecting worker
  * (fixtures/fault-server.ts): uploads marked with fixtures/faults.ts's withFault get their fault.
  */
 export function spawnServer(env: Record<string, string>, wrapper: readonly string[] = [], opts: { faults?: boolean } = {}): ServerProcess {
   const entry = opts.faults === true ? join(ROOT, 'test', 'fixtures', 'fault-server.ts') : join(ROOT, 'server.ts');
-  const args = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', entry];
+  const args = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, ...startScript().nodeArgs, '--import', 'tsx', entry];
   const [command, ...rest] = args as [string, ...string[]];
   const child = spawn(command, rest, {
     cwd: ROOT,

@@ -2,10 +2,11 @@
  * Starts the real service (server.ts) as a child process for load, fault and soak runs, on 127.0.0.1 only.
  *
  * The child runs the compiled code (dist/server.js) when it exists and is not older than the sources, else server.ts
- * through tsx (BENCH_SERVER=dist|tsx forces one). It gets a clean environment (no NODE_OPTIONS: tap and npm put
- * their hooks there), a temporary API key file (bench set-up writes it; the service never writes anything), a rate
- * limit high enough never to trip, an ephemeral API port and a free loopback port for the metrics listener. The pid
- * is the service's own (`bareNode`: env execs node in place), so /proc/<pid>/status and signals reach the service itself.
+ * through tsx (BENCH_SERVER=dist|tsx forces one), with the variables and node flags of `npm start`. It gets a clean
+ * environment (no NODE_OPTIONS: tap and npm put their hooks there), a temporary API key file (bench set-up writes
+ * it; the service never writes anything), a rate limit high enough never to trip, an ephemeral API port and a free
+ * loopback port for the metrics listener. The pid is the service's own (`bareNode`: env execs node in place), so
+ * /proc/<pid>/status and signals reach the service itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -31,6 +32,8 @@ export interface ServiceOptions {
   faults?: boolean;
   /** Any other service variables (MAX_QUEUE, REQUEST_DEADLINE_MS, SHUTDOWN_TIMEOUT_MS, ...); they win. */
   env?: Record<string, string>;
+  /** More node flags, after those of `npm start` and BENCH_NODE_ARGS (a later flag wins). */
+  nodeArgs?: readonly string[];
   /** How long start-up may take (model checks and worker warm-up included). Default 90 s. */
   startTimeoutMs?: number;
   /**
@@ -58,6 +61,8 @@ export interface Service {
   entry: 'dist' | 'tsx';
   /** The environment given to the service (without PATH/HOME), for the report. */
   env: Readonly<Record<string, string>>;
+  /** The flags given to node before the script: `npm start`'s, then BENCH_NODE_ARGS, then the caller's. */
+  nodeArgs: readonly string[];
   /** The last 256 KiB of stdout and stderr. */
   output(): string;
   alive(): boolean;
@@ -72,19 +77,26 @@ const OUTPUT_KEEP = 256 * 1024;
 const PASS_THROUGH = ['UV_THREADPOOL_SIZE', 'MALLOC_ARENA_MAX', 'LD_PRELOAD', 'TZ', 'GLIBC_TUNABLES', 'WORKER_NICE'];
 
 /**
- * The variables `npm start` sets before node (package.json's start script: the allocator's scrubbing of freed
- * memory), so that the benchmark measures the service as it is deployed. Set GLIBC_TUNABLES yourself (passed through,
- * e.g. `GLIBC_TUNABLES=glibc.malloc.perturb=0`) to measure without.
+ * How `npm start` runs the service (package.json's start script): the variables it sets before node (the allocator's
+ * scrubbing of freed memory) and the flags it gives node (the main thread's heap floor: pool/worker-heap.ts), so that
+ * the benchmark measures the service as it is deployed. Set GLIBC_TUNABLES yourself (passed through, e.g.
+ * `GLIBC_TUNABLES=glibc.malloc.perturb=0`) to measure without the first; BENCH_NODE_ARGS adds node flags after these
+ * (a later `--initial-old-space-size=0` undoes the second).
  */
-export function startScriptEnv(root = PROJECT_ROOT): Record<string, string> {
+export function startScript(root = PROJECT_ROOT): { env: Record<string, string>; nodeArgs: string[] } {
   const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+  const words = start.split(/\s+/).filter((w) => w !== '');
   const env: Record<string, string> = {};
-  for (const word of start.split(/\s+/)) {
-    const assignment = /^([A-Z_][A-Z0-9_]*)=(\S*)$/.exec(word);
+  let i = 0;
+  for (; i < words.length; i++) {
+    const assignment = /^([A-Z_][A-Z0-9_]*)=(\S*)$/.exec(words[i]!);
     if (assignment === null) break; // the command itself
     env[assignment[1]!] = assignment[2]!;
   }
-  return env;
+  // node, its flags (with any values they take), then the script: the last word.
+  const nodeArgs = words[i] === 'node' ? words.slice(i + 1, -1) : [];
+  if (words[i] === 'node' && !/\.js$/.test(words.at(-1) ?? '')) throw new Error(`npm start does not end with a script: ${start}`);
+  return { env, nodeArgs };
 }
 
 const live = new Set<ChildProcess>();
@@ -195,9 +207,11 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
 
   const script = opts.faults === true ? FAULT_SERVER_SCRIPT : SERVER_SCRIPT;
   const { entry, args } = opts.root === undefined ? serverEntry(script) : { entry: 'tsx' as const, args: ['--import', 'tsx', join(opts.root, `${script}.ts`)] };
-  // BENCH_NODE_ARGS: flags for the service's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (main thread and workers).
-  const nodeArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(...bareNode([...nodeArgs, ...args]), { cwd: opts.root ?? PROJECT_ROOT, env: { ...startScriptEnv(opts.root), ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_NODE_ARGS: more flags for the service's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (main thread and
+  // workers), after those of `npm start`; then the caller's.
+  const start = startScript(opts.root);
+  const nodeArgs = [...start.nodeArgs, ...(process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== ''), ...(opts.nodeArgs ?? [])];
+  const child = spawn(...bareNode([...nodeArgs, ...args]), { cwd: opts.root ?? PROJECT_ROOT, env: { ...start.env, ...inherited, ...serviceEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
   let onListening: (url: string) => void = () => {};
@@ -256,6 +270,7 @@ export async function startService(opts: ServiceOptions = {}): Promise<Service> 
     key: apiKey.key,
     entry,
     env: shownEnv,
+    nodeArgs,
     output: () => output,
     alive: () => child.exitCode === null && child.signalCode === null,
     exited,

@@ -19,6 +19,7 @@ import t from 'tap';
 import { newApiKey } from '../../keys.js';
 import { ROOT, fixtures, freePort, magic } from '../helper.js';
 import { tempDir, waitFor, which } from './tools.js';
+import { startScript } from '../../bench/lib/server.js';
 
 const IMAGE = join(ROOT, 'deploy', 'image');
 const containerfile = readFileSync(join(IMAGE, 'Containerfile'), 'utf8');
@@ -88,12 +89,15 @@ t.test('the OCI image: what is inside, and the service run from it', { skip: can
     entries = parseTarListing(run('sh', ['-c', 'tar -C "$1" -cf - . | tar --numeric-owner -tvf -', 'list', rootfs]));
     env = Object.fromEntries([...containerfile.matchAll(/^\s*(?:ENV\s+)?([A-Z_]+)=(\S+?)\s*\\?$/gm)].map((m) => [m[1]!, m[2]!]));
     entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(containerfile)![1]!) as string[];
+    t.test('the entrypoint', async (t) => {
+      t.same(entrypoint, ['/usr/local/bin/node', ...startScript().nodeArgs, '/app/dist/server.js'], 'node itself with the flags of `npm start`, no shell in between');
+    });
   } else {
     t.test('the image configuration', async (t) => {
       const [inspect] = JSON.parse(run(podman, ['image', 'inspect', tag])) as { Config: Record<string, unknown>; RootFS: { Layers: string[] } }[];
       const config = inspect!.Config;
       t.equal(config.User, `${uid}:${gid}`, 'runs as the fixed non-root UID:GID');
-      t.same(config.Entrypoint, ['/usr/local/bin/node', '/app/dist/server.js'], 'node itself, no shell in between');
+      t.same(config.Entrypoint, ['/usr/local/bin/node', ...startScript().nodeArgs, '/app/dist/server.js'], 'node itself with the flags of `npm start`, no shell in between');
       t.notOk(config.Cmd, 'no command a shell would run');
       t.equal(inspect!.RootFS.Layers.length, 3, 'three layers: runtime, dependencies, application');
     });

@@ -26,6 +26,7 @@ import { loadConfig } from '../../config.js';
 import { newApiKey } from '../../keys.js';
 import { ROOT, fixtures, form, encodeForm, magic, sharedImage, sleep } from '../helper.js';
 import { request, startInstance, startRedis, tempDir, waitFor, which, type Instance } from './tools.js';
+import { startScript } from '../../bench/lib/server.js';
 
 const SERVICE = join(ROOT, 'systemd', 'privatoon.service');
 const TEMPLATE = join(ROOT, 'systemd', 'privatoon@.service');
@@ -93,6 +94,10 @@ t.test('the template is the service, differing only where its header says', asyn
   const tunables = /GLIBC_TUNABLES=(\S+)/.exec(start)?.[1];
   t.ok(tunables?.includes('glibc.malloc.perturb='), 'npm start scrubs freed memory');
   t.ok(values(service, 'Environment').includes(`GLIBC_TUNABLES=${tunables}`), 'and so does the unit');
+  // And node's flags as `npm start` gives them: the main thread's heap floor (pool/worker-heap.ts).
+  const { nodeArgs } = startScript();
+  t.ok(nodeArgs.length > 0, `npm start gives node ${nodeArgs.join(' ')}`);
+  t.same(values(service, 'ExecStart'), [['/usr/bin/node', ...nodeArgs, '/opt/privatoon/dist/server.js'].join(' ')], 'and so does the unit');
   const memoryMax = /^(\d+)([MG])$/.exec(values(service, 'MemoryMax')[0] ?? '');
   t.ok(memoryMax !== null, `MemoryMax is set (${values(service, 'MemoryMax')[0]})`);
 });

@@ -14,6 +14,7 @@ import { delimiter, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { Test } from 'tap';
 import { freePort, ROOT, sleep } from '../helper.js';
+import { startScript } from '../../bench/lib/server.js';
 
 export { freePort };
 
@@ -137,13 +138,14 @@ export interface Instance extends Child {
 }
 
 /**
- * The real server (server.ts, through tsx, without tap's NODE_OPTIONS: see test/helper.ts spawnServer) on a free
- * port, with its metrics on another, optionally under a wrapper (strace, a sandbox). Resolves once it listens.
+ * The real server (server.ts, through tsx, without tap's NODE_OPTIONS, with npm start's node flags: see test/helper.ts
+ * spawnServer) on a free port, with its metrics on another, optionally under a wrapper (strace, a sandbox). Resolves
+ * once it listens.
  * Signals go to the server's own process (its log lines' pid), not to a wrapper.
  */
 export async function startInstance(t: Test, env: Record<string, string>, wrapper: readonly string[] = []): Promise<Instance> {
   const metricsPort = await freePort();
-  const argv = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', join(ROOT, 'server.ts')];
+  const argv = [...wrapper, 'env', '-u', 'NODE_OPTIONS', process.execPath, ...startScript().nodeArgs, '--import', 'tsx', join(ROOT, 'server.ts')];
   const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     env: {

@@ -7,7 +7,7 @@ import t from 'tap';
 import { HTTP_ALLOWANCE_BYTES, memoryBudget } from '../../bench/lib/budget.js';
 import { HttpClient, closedLoop, openLoop, outcomeKey, parseServerTiming } from '../../bench/lib/client.js';
 import { parsePrometheus, poolGauges } from '../../bench/lib/metrics.js';
-import { startScriptEnv } from '../../bench/lib/server.js';
+import { startScript } from '../../bench/lib/server.js';
 import { countBy, percentile, summarize } from '../../bench/lib/stats.js';
 
 const MiB = 2 ** 20;
@@ -35,7 +35,7 @@ t.test('the memory budget is base + allowance + workers x (model + working set) 
   const b = memoryBudget({ coldRss: 300 * MiB, workers: 2, modelBytes: 50 * MiB, workingSetBytes: 100 * MiB, maxQueue: 8, largestUploadBytes: MiB });
   t.equal(b.base, 200 * MiB, 'base: the cold service less its workers\' models');
   t.equal(b.bytes, 200 * MiB + HTTP_ALLOWANCE_BYTES + 2 * 150 * MiB + 10 * MiB);
-  t.match(b.formula, /base 200 \+ HTTP allowance 96 \+ 2 workers x \(model 50 \+ image working set 100\) \+ queued uploads 10\.0 = 606 MiB/);
+  t.match(b.formula, /base 200 \+ HTTP allowance 160 \+ 2 workers x \(model 50 \+ image working set 100\) \+ queued uploads 10\.0 = 670 MiB/);
 });
 
 t.test('closed and open loops against a local server', async (t) => {
@@ -69,8 +69,9 @@ t.test('closed and open loops against a local server', async (t) => {
   t.throws(() => new HttpClient('http://example.com'), /only target 127\.0\.0\.1/);
 });
 
-t.test('benchmarks start the service with the environment of `npm start` (the allocator setting)', async (t) => {
-  const env = startScriptEnv();
+t.test('benchmarks start the service as `npm start` does (the allocator setting, the main thread\'s heap floor)', async (t) => {
+  const { env, nodeArgs } = startScript();
   t.match(env['GLIBC_TUNABLES'], /glibc\.malloc\.perturb=\d+/);
   t.same(Object.keys(env), ['GLIBC_TUNABLES'], 'only the assignments before the command');
+  t.same(nodeArgs, ['--initial-old-space-size=96'], 'only the flags between node and the script');
 });
