@@ -90,12 +90,11 @@ t.test('the template is the service, differing only where its header says', asyn
   t.ok(stopSeconds * 1000 > 10_000, `TimeoutStopSec (${stopSeconds} s) outlasts SHUTDOWN_TIMEOUT_MS (10 s)`);
   t.ok(values(service, 'Environment').includes('API_KEYS_FILE=%d/api-keys') && values(service, 'LoadCredential').includes('api-keys:/etc/privatoon/api-keys.txt'), 'keys as a credential');
   // The same allocator setting as `npm start` (package.json): freed memory scrubbed (test/privacy/memory-residue.test.ts).
-  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start'] ?? '';
-  const tunables = /GLIBC_TUNABLES=(\S+)/.exec(start)?.[1];
+  const { env: startEnv, nodeArgs } = startScript();
+  const tunables = startEnv['GLIBC_TUNABLES'];
   t.ok(tunables?.includes('glibc.malloc.perturb='), 'npm start scrubs freed memory');
   t.ok(values(service, 'Environment').includes(`GLIBC_TUNABLES=${tunables}`), 'and so does the unit');
   // And node's flags as `npm start` gives them: the main thread's heap floor (pool/worker-heap.ts).
-  const { nodeArgs } = startScript();
   t.ok(nodeArgs.length > 0, `npm start gives node ${nodeArgs.join(' ')}`);
   t.same(values(service, 'ExecStart'), [['/usr/bin/node', ...nodeArgs, '/opt/privatoon/dist/server.js'].join(' ')], 'and so does the unit');
   const memoryMax = /^(\d+)([MG])$/.exec(values(service, 'MemoryMax')[0] ?? '');

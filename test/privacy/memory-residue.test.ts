@@ -13,15 +13,11 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import sharp from 'sharp';
 import t from 'tap';
-import { ROOT, form, post, sleep, spawnServer, writeKeys } from '../helper.js';
+import { startScript } from '../../bench/lib/server.js';
+import { form, post, sleep, spawnServer, writeKeys } from '../helper.js';
 
 const procMem = existsSync('/proc/self/mem');
 
-/** The environment `npm start` sets before Node starts (package.json), e.g. the allocator's tunables. */
-function startEnv(): Record<string, string> {
-  const start = (JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as { scripts: Record<string, string> }).scripts['start'] ?? '';
-  return Object.fromEntries([...start.matchAll(/(\b[A-Z_]+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
-}
 
 /** A JPEG with a comment segment (COM) carrying `marker` right after SOI: the marker is in the upload's bytes. */
 function withComment(jpeg: Buffer, marker: Buffer): Buffer {
@@ -71,7 +67,7 @@ function countInMemory(pid: number, needles: Record<string, Buffer>, before: Rec
 
 t.test('no copy of an upload or of its pixels is left in the server after the answers', { skip: procMem ? false : '/proc/PID/mem is not available' }, async (t) => {
   const { file, keys } = writeKeys(t, ['alice']);
-  const server = spawnServer({ ...startEnv(), API_KEYS_FILE: file, LOG_LEVEL: 'info' });
+  const server = spawnServer({ ...startScript().env, API_KEYS_FILE: file, LOG_LEVEL: 'info' });
   t.teardown(async () => {
     if (server.child.exitCode === null) server.child.kill('SIGKILL');
     await server.exited;
