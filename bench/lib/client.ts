@@ -168,6 +168,20 @@ export async function closedLoop(client: HttpClient, next: (i: number) => Reques
 }
 
 /**
+ * `count` requests from `concurrency` clients, each sending its next one when the last is answered: request
+ * `first + i` is `next(first + i)`. For checks that count something per request (no clock involved).
+ */
+export async function closedLoopCount(client: HttpClient, next: (i: number) => RequestSpec, concurrency: number, first: number, count: number): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  let i = first;
+  const worker = async () => {
+    while (i < first + count) outcomes.push(await client.send(next(i++)));
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return outcomes;
+}
+
+/**
  * Arrivals at `ratePerS` for `durationMs`, each sent whether or not earlier ones were answered. `maxOutstanding`
  * bounds the generator itself: arrivals beyond it are counted as CLIENT_SKIPPED, not sent.
  */

@@ -120,6 +120,10 @@ t.test('the OCI image: what is inside, and the service run from it', { skip: can
     }
   }
 
+  t.test('the allocator settings', async (t) => {
+    t.equal(env['GLIBC_TUNABLES'], startScript().env['GLIBC_TUNABLES'], 'those of `npm start`: freed memory scrubbed, and kept for the next request');
+  });
+
   t.test('the file list', async (t) => {
     const paths = new Set(entries.map((e) => e.path));
     const top = [...new Set(entries.map((e) => e.path.split('/')[0]))].sort();

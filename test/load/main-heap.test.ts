@@ -12,7 +12,7 @@
  * says so and skips.
  */
 import t from 'tap';
-import { HttpClient } from '../../bench/lib/client.js';
+import { HttpClient, closedLoopCount } from '../../bench/lib/client.js';
 import { benchImages } from '../../bench/lib/images.js';
 import { scrape } from '../../bench/lib/metrics.js';
 import { cycling } from '../../bench/lib/requests.js';
@@ -31,22 +31,9 @@ async function majorCollections(nodeArgs: ServiceOptions['nodeArgs']): Promise<{
   const client = new HttpClient(service.base);
   try {
     const next = cycling(service.key, 'nearfree-bench', images);
-    let sent = 0;
-    const drive = async (count: number) => {
-      const start = sent;
-      sent += count;
-      const outcomes = await Promise.all(
-        Array.from({ length: 4 }, async (_, c) => {
-          const mine = [];
-          for (let i = start + c; i < start + count; i += 4) mine.push(await client.send(next(i)));
-          return mine;
-        }),
-      );
-      return outcomes.flat();
-    };
-    await drive(WARM_UP);
+    await closedLoopCount(client, next, 4, 0, WARM_UP);
     const before = (await scrape(service.metricsUrl)).get(MAJOR) ?? 0;
-    const outcomes = await drive(REQUESTS);
+    const outcomes = await closedLoopCount(client, next, 4, WARM_UP, REQUESTS);
     const after = (await scrape(service.metricsUrl)).get(MAJOR) ?? 0;
     return { majors: after - before, served: outcomes.filter((o) => o.status === 200).length, args: service.nodeArgs, entry: service.entry };
   } finally {
