@@ -92,7 +92,7 @@ const size = num(flags.size, 'size');
 const { images, source } = await benchImages(size);
 process.stderr.write(`starting privatoon (${workers} workers x 1 thread) and Flask + OpenCV (gunicorn, ${workers} sync workers) on ${manifest.id}...\n`);
 const privatoon = await startService({ models: 'builtin+bench', workers, intraThreads: 1 });
-const flask = await startFlask(python, manifest.source, workers).catch(async (err: unknown) => {
+const flask = await startFlask(python, manifest, workers).catch(async (err: unknown) => {
   await privatoon.stop();
   throw err;
 });

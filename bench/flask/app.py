@@ -2,18 +2,18 @@
 The design privatoon replaces, for side-by-side benchmarks only (never deployed): Flask under gunicorn's sync workers,
 OpenCV for everything, as issue #12 describes it: cv2.imdecode, INTER_AREA shrink, pad, cv2.dnn, cv2.imencode q95.
 
-It reads the same model manifest as privatoon (npm run bench:flask starts it), so both services run the same ONNX file
-with the same rules: shrink only (INTER_AREA) to maxShortSide / maxLongSide, pad right and bottom to `multiple`
-(edge or a grey level), the manifest's layout, channel order and range, the padding cropped off and the result
-resized back. No auth, no limits,
-no metadata handling: it is the baseline's cost that is measured, not its manners.
-
-  BASELINE_MANIFEST=models/bench/nearfree-bench.json python3 -m gunicorn -w 2 -b 127.0.0.1:8081 \
-      --chdir bench/flask app:app
+`npm run bench:flask` starts it (bench/lib/flask-service.ts) with the manifest privatoon validated and resolved, as
+JSON in BASELINE_MANIFEST_JSON, so both services run the same ONNX file by the same rules: shrink only (INTER_AREA,
+sizes rounded as privatoon rounds them) to maxShortSide / maxLongSide, pad right and bottom to `multiple` (edge or a
+grey level), the manifest's layout, channel order and range in and out, the padding cropped off, and the result
+resized back where `resizeBack` says so. Raw JPEG bodies only (multipart is not read: Werkzeug would spool a large
+one to a temporary file). No auth, no limits, no metadata handling: it is the baseline's cost that is measured, not
+its manners.
 
 Debian 12: apt-get install python3-flask python3-opencv gunicorn (PyPI is not needed).
 """
 import json
+import math
 import os
 
 import cv2
@@ -23,13 +23,11 @@ from flask import Flask, Response, request
 # One thread per worker process: two sync workers on two cores, as privatoon's 2 workers x 1 thread.
 cv2.setNumThreads(int(os.environ.get("BASELINE_THREADS", "1")))
 
-MANIFEST_PATH = os.environ["BASELINE_MANIFEST"]
-with open(MANIFEST_PATH, encoding="utf-8") as f:
-    MANIFEST = json.load(f)
-NET = cv2.dnn.readNetFromONNX(os.path.join(os.path.dirname(MANIFEST_PATH), MANIFEST["file"]))
+MANIFEST = json.loads(os.environ["BASELINE_MANIFEST_JSON"])
+NET = cv2.dnn.readNetFromONNX(MANIFEST["file"])
 SIZE = MANIFEST["size"]
 INPUT = MANIFEST["input"]
-OUTPUT = {**INPUT, **MANIFEST["output"]}
+OUTPUT = {**INPUT, **MANIFEST.get("output", {})}
 # Each range as (low, high): pixel level 0 maps to low, 255 to high (models/manifest.ts).
 RANGES = {"0..1": (0.0, 1.0), "-1..1": (-1.0, 1.0), "0..255": (0.0, 255.0)}
 QUALITY = 95
@@ -46,7 +44,9 @@ def shrink(img):
         scale = SIZE["maxLongSide"] / max(h, w)
     if scale == 1.0:
         return img
-    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    # Half up, as JavaScript's Math.round in privatoon's modelSize (Python's round() goes to even).
+    size = (max(1, math.floor(w * scale + 0.5)), max(1, math.floor(h * scale + 0.5)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
 def pad(img):
@@ -88,7 +88,7 @@ def healthz():
 
 @app.post("/api/cartoonize")
 def cartoonize():
-    data = request.files["image"].read() if request.files else request.get_data()
+    data = request.get_data()
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         return {"error": "not an image"}, 415
@@ -97,8 +97,10 @@ def cartoonize():
     h, w = img.shape[:2]
     padded = pad(img)
     NET.setInput(to_tensor(padded))
-    out = to_pixels(NET.forward()[0])[:h, :w]
-    if (h, w) != original:
+    out = to_pixels(NET.forward(OUTPUT["name"])[0])[:h, :w]
+    if SIZE.get("resizeBack", True) and (h, w) != original:
         out = cv2.resize(out, (original[1], original[0]), interpolation=cv2.INTER_CUBIC)
     ok, jpeg = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+    if not ok:
+        return {"error": "encoding failed"}, 500
     return Response(jpeg.tobytes(), mimetype="image/jpeg")

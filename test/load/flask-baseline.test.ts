@@ -28,7 +28,7 @@ t.test('the baseline answers what privatoon answers for the near-free model', { 
   const { images } = await benchImages(512, 3);
   const privatoon = await startService({ models: 'builtin+bench', workers: 1 });
   t.teardown(() => privatoon.stop());
-  const flask = await startFlask(python!, manifest.source, 1);
+  const flask = await startFlask(python!, manifest, 1);
   t.teardown(() => flask.stop());
   for (const [i, image] of images.entries()) {
     const ours = await fetch(`${privatoon.base}/api/cartoonize?style=${manifest.id}&format=jpeg`, { method: 'POST', body: image.jpeg, headers: { 'content-type': 'image/jpeg', 'x-api-key': privatoon.key } });
