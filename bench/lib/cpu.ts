@@ -5,17 +5,25 @@
 import { readFileSync } from 'node:fs';
 
 /** Kernel clock ticks per second (USER_HZ): 100 on every Linux architecture Node supports. */
-const TICKS_PER_S = 100;
+export const TICKS_PER_S = 100;
 
-function ticks(path: string): number {
+/**
+ * The fields of a /proc/.../stat file after the command name (which is in parentheses and may hold spaces), or
+ * undefined when it cannot be read: state is [0], ppid [1], minflt [7], utime [11], stime [12], cutime [13],
+ * cstime [14], nice [16].
+ */
+export function statFields(path: string): string[] | undefined {
   try {
     const stat = readFileSync(path, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces: utime is 14th, stime 15th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return NaN;
+    return undefined;
   }
+}
+
+function ticks(path: string): number {
+  const fields = statFields(path);
+  return fields === undefined ? NaN : Number(fields[11]) + Number(fields[12]);
 }
 
 export interface CpuReading {

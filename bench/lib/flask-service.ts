@@ -8,10 +8,11 @@
  * leave its workers serving the socket they inherited.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelManifest } from '../../models/manifest.js';
 import { PROJECT_ROOT } from '../../paths.js';
+import { statFields, TICKS_PER_S } from './cpu.js';
 import { freePort } from './server.js';
 
 export interface FlaskService {
@@ -24,7 +25,6 @@ export interface FlaskService {
 }
 
 const APP_DIR = join(PROJECT_ROOT, 'bench', 'flask');
-const TICKS_PER_S = 100;
 
 /** A Python that imports cv2, flask and gunicorn, or undefined; `why` says what was missing. */
 export function findPython(): { python?: string; why: string } {
@@ -41,22 +41,12 @@ export function findPython(): { python?: string; why: string } {
   return { why };
 }
 
-/** Fields after the command name of /proc/PID/stat (state is [0], ppid [1], utime [11], stime [12], cutime [13], cstime [14]). */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
-
 /** The processes whose parent is `pid` (read from every /proc/PID/stat: no kernel option needed). */
 function children(pid: number): number[] {
   return readdirSync('/proc')
     .filter((name) => /^\d+$/.test(name))
     .map(Number)
-    .filter((child) => Number(statFields(child)?.[1]) === pid);
+    .filter((child) => Number(statFields(`/proc/${child}/stat`)?.[1]) === pid);
 }
 
 /** Starts gunicorn with `workers` sync workers on `manifest` (a whole-image style). */
@@ -112,7 +102,7 @@ export async function startFlask(python: string, manifest: ModelManifest, worker
     base,
     pid: child.pid!,
     // The master's own time, its live workers', and (cutime, cstime) that of workers it has reaped.
-    cpuSeconds: () => (cpuOf(statFields(child.pid!), true) + children(child.pid!).reduce((sum, pid) => sum + cpuOf(statFields(pid), false), 0)) / TICKS_PER_S,
+    cpuSeconds: () => (cpuOf(statFields(`/proc/${child.pid!}/stat`), true) + children(child.pid!).reduce((sum, pid) => sum + cpuOf(statFields(`/proc/${pid}/stat`), false), 0)) / TICKS_PER_S,
     async stop() {
       if (alive()) {
         killGroup('SIGTERM');

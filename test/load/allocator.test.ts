@@ -11,9 +11,10 @@
  * working (or stop being given). Measured: 0.3 to 5.1 a request (the most with the whole suite running beside it), 38
  * to 283 in the control (Node 20 and 24). Counts, no timing.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import t from 'tap';
 import { HttpClient, closedLoopCount } from '../../bench/lib/client.js';
+import { statFields } from '../../bench/lib/cpu.js';
 import { benchImages } from '../../bench/lib/images.js';
 import { cycling } from '../../bench/lib/requests.js';
 import { startScript, startService } from '../../bench/lib/server.js';
@@ -27,10 +28,9 @@ const { images } = await benchImages(512, 7);
 // jemalloc, which ignores GLIBC_TUNABLES) would replace what `npm start` sets, which is what is checked here.
 for (const name of ['GLIBC_TUNABLES', 'MALLOC_ARENA_MAX', 'LD_PRELOAD', 'BENCH_NODE_ARGS']) delete process.env[name];
 
-/** Minor page faults of the whole process so far (field 10 of /proc/PID/stat). */
+/** Minor page faults of the whole process so far (minflt, field 10 of /proc/PID/stat). */
 function minorFaults(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  return Number(statFields(`/proc/${pid}/stat`)?.[7]);
 }
 
 async function faultsPerRequest(env: Record<string, string>): Promise<{ perRequest: number; served: number }> {

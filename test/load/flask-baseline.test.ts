@@ -10,17 +10,16 @@ import { findPython, startFlask } from '../../bench/lib/flask-service.js';
 import { benchImages } from '../../bench/lib/images.js';
 import { findManifest } from '../../bench/lib/plain.js';
 import { startService } from '../../bench/lib/server.js';
+import { psnr } from '../../models/quantize/metrics.js';
 import { BENCH_MODELS_DIR } from '../../paths.js';
 
 const { python, why } = findPython();
 
-/** PSNR of two equal-sized encoded images, dB. */
-async function psnr(a: Buffer, b: Buffer): Promise<{ db: number; same: boolean }> {
+/** PSNR of two encoded images (dB), and whether their sizes match. */
+async function compare(a: Buffer, b: Buffer): Promise<{ db: number; same: boolean }> {
   const [x, y] = await Promise.all([sharp(a).raw().toBuffer({ resolveWithObject: true }), sharp(b).raw().toBuffer({ resolveWithObject: true })]);
   const same = x.info.width === y.info.width && x.info.height === y.info.height && x.info.channels === y.info.channels;
-  let squared = 0;
-  for (let i = 0; i < x.data.length; i++) squared += (x.data[i]! - y.data[i]!) ** 2;
-  return { db: 10 * Math.log10(255 ** 2 / (squared / x.data.length)), same };
+  return { db: same ? psnr(x.data, y.data) : -Infinity, same };
 }
 
 t.test('the baseline answers what privatoon answers for the near-free model', { skip: python === undefined ? `no Python with cv2, flask and gunicorn: ${why.trim()}` : false }, async (t) => {
@@ -36,7 +35,7 @@ t.test('the baseline answers what privatoon answers for the near-free model', { 
     t.equal(ours.status, 200, `photo ${i}: privatoon 200`);
     t.equal(theirs.status, 200, `photo ${i}: baseline 200`);
     t.equal(theirs.headers.get('content-type'), 'image/jpeg', `photo ${i}: a JPEG`);
-    const { db, same } = await psnr(Buffer.from(await ours.arrayBuffer()), Buffer.from(await theirs.arrayBuffer()));
+    const { db, same } = await compare(Buffer.from(await ours.arrayBuffer()), Buffer.from(await theirs.arrayBuffer()));
     t.ok(same, `photo ${i}: the same size`);
     // JPEG q95 both, chroma 4:4:4 (privatoon) against 4:2:0 (OpenCV): 44 to 49 dB measured; a wrong range, channel
     // order or layout reads below 20.
