@@ -16,7 +16,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../paths.js';
 import { num, readFlags } from './lib/args.js';
 import { HttpClient, closedLoop, outcomeKey, type RequestSpec } from './lib/client.js';
-import { readCpu } from './lib/cpu.js';
+import { readCpu, readHost, stealShare } from './lib/cpu.js';
 import { findPython, startFlask } from './lib/flask-service.js';
 import { benchImages } from './lib/images.js';
 import { machineLine } from './lib/machine.js';
@@ -24,7 +24,7 @@ import { findManifest } from './lib/plain.js';
 import { startProber, type ProbeResult } from './lib/prober.js';
 import { cycling } from './lib/requests.js';
 import { startService } from './lib/server.js';
-import { countBy, formatCounts, ms, summarize, table, type LatencySummary } from './lib/stats.js';
+import { countBy, formatCounts, ms, percent, summarize, table, type LatencySummary } from './lib/stats.js';
 
 const flags = readFlags('npm run bench:flask -- [flags]', {
   style: { default: 'nearfree-bench', help: 'the model both services run (a whole-image style)' },
@@ -59,6 +59,8 @@ interface Row {
   health: ProbeResult;
   cpuPerRequest: number;
   clientLagP99: number;
+  /** Share of the machine's CPU time its hypervisor gave to other guests during the row (bench/lib/cpu.ts). */
+  hostSteal: number;
 }
 
 async function measure(base: string, next: (i: number) => RequestSpec, cpuSeconds: () => number): Promise<Omit<Row, 'round' | 'service'>> {
@@ -68,9 +70,11 @@ async function measure(base: string, next: (i: number) => RequestSpec, cpuSecond
     const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
     lag.enable();
     const cpuBefore = cpuSeconds();
+    const hostBefore = readHost();
     const prober = startProber(base, 50);
     const run = await closedLoop(client, next, clients, seconds * 1000);
     const cpu = cpuSeconds() - cpuBefore;
+    const hostSteal = stealShare(hostBefore, readHost());
     const health = await prober.stop();
     lag.disable();
     const ok = run.outcomes.filter((o) => o.status === 200);
@@ -81,6 +85,7 @@ async function measure(base: string, next: (i: number) => RequestSpec, cpuSecond
       health,
       cpuPerRequest: (cpu / Math.max(1, ok.length)) * 1000,
       clientLagP99: Math.max(0, lag.percentile(99) / 1e6 - LAG_RESOLUTION_MS),
+      hostSteal,
     };
   } finally {
     client.close();
@@ -115,11 +120,11 @@ try {
 
 const median = (values: number[]) => summarize(values).p50;
 const f1 = (v: number) => v.toFixed(1);
-process.stdout.write(`\nMachine: ${machineLine()}\nImages: ${source}; model ${manifest.id}; ${clients} clients; ${seconds} s per row after ${warmup} s warm-up; /healthz probed every 50 ms.\n\n`);
+process.stdout.write(`\nMachine: ${machineLine()}\nImages: ${source}; model ${manifest.id}; ${clients} clients; ${seconds} s per row after ${warmup} s warm-up; /healthz probed every 50 ms; host steal is the share of the machine's CPU time its hypervisor gave to other guests during the row (above a few percent, that row is noise).\n\n`);
 process.stdout.write(
   table(
-    ['round', 'service', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'statuses', '/healthz p50 ms', '/healthz p99 ms', 'service CPU ms/req', 'client loop p99 ms'],
-    rows.map((r) => [String(r.round), r.service, r.perSecond.toFixed(1), ms(r.latency.p50), ms(r.latency.p90), ms(r.latency.p99), ms(r.latency.max), formatCounts(r.statuses), ms(r.health.p50), ms(r.health.p99), f1(r.cpuPerRequest), f1(r.clientLagP99)]),
+    ['round', 'service', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'statuses', '/healthz p50 ms', '/healthz p99 ms', 'service CPU ms/req', 'client loop p99 ms', 'host steal'],
+    rows.map((r) => [String(r.round), r.service, r.perSecond.toFixed(1), ms(r.latency.p50), ms(r.latency.p90), ms(r.latency.p99), ms(r.latency.max), formatCounts(r.statuses), ms(r.health.p50), ms(r.health.p99), f1(r.cpuPerRequest), f1(r.clientLagP99), percent(r.hostSteal)]),
   ),
 );
 const ratios = Array.from({ length: rounds }, (_, i) => {

@@ -32,7 +32,7 @@ import { machineLine } from './lib/machine.js';
 import { findManifest, plainLoop, type PlainResult } from './lib/plain.js';
 import { startService, type Service } from './lib/server.js';
 import { loadImplementation, stageCosts, STAGES, type StageCosts } from './lib/stages.js';
-import { formatCounts, mib, ms, table } from './lib/stats.js';
+import { formatCounts, mib, ms, percent, table } from './lib/stats.js';
 
 const CORES = availableParallelism();
 const flags = readFlags('npm run bench -- [flags]', {
@@ -186,14 +186,16 @@ async function main(): Promise<void> {
   console.log(
     '\nDiagnostics: /healthz probes; the service\'s own event-loop lag (prom-client); this client\'s event-loop delay (high would mean the probes measured the client); ' +
       'pool saturation (1 s readings with every worker busy); service RSS; median Server-Timing stages; service CPU per request (all threads, and the main thread alone) ' +
-      'against the plain loop\'s CPU per run, and the share of the cores the service got; the 1-minute load average before the row and after its plain loop ' +
+      'against the plain loop\'s CPU per run, and the share of the cores the service got; how long the main thread waited for a core (ms per second of the run: ' +
+      'the scheduler\'s part of the /healthz latency); the share of the machine\'s CPU time its hypervisor gave to other guests (host steal: on a shared VM, above a few ' +
+      'percent the row is noise, whatever the code); the 1-minute load average before the row and after its plain loop ' +
       '(above the core count: other work shared the machine, and the numbers are noise).\n',
   );
   const stageText = (stages: Record<string, number>) =>
     ['queue', 'decode', 'detect', 'infer', 'head', 'encode'].filter((k) => stages[k] !== undefined).map((k) => `${k} ${ms(stages[k]!)}`).join(', ') || '-';
   console.log(
     table(
-      ['model', 'code', 'workers x threads', 'probes', 'failed', '/healthz max ms', 'service loop lag p99 ms', 'client loop p99 ms', 'pool saturated', 'RSS peak MiB', 'stages p50 ms', 'service CPU ms/req (main thread)', 'plain CPU ms/run', 'service share of cores', 'load avg'],
+      ['model', 'code', 'workers x threads', 'probes', 'failed', '/healthz max ms', 'service loop lag p99 ms', 'client loop p99 ms', 'pool saturated', 'RSS peak MiB', 'stages p50 ms', 'service CPU ms/req (main thread)', 'plain CPU ms/run', 'service share of cores', 'main thread run-queue wait ms/s', 'host steal', 'load avg'],
       rows.map((r) => [
         r.style,
         r.code,
@@ -209,6 +211,8 @@ async function main(): Promise<void> {
         `${ms(r.cpuPerRequest.process)} (${ms(r.cpuPerRequest.main)})`,
         `${ms(r.plain.cpuPerRun)} (1x${r.plain.threads})`,
         `${(r.cpuShare * 100).toFixed(0)}%`,
+        Number.isFinite(r.mainWaitPerSecond) ? r.mainWaitPerSecond.toFixed(0) : '-',
+        percent(r.hostSteal),
         `${r.load[0].toFixed(1)} -> ${r.load[1].toFixed(1)}`,
       ]),
     ),

@@ -1,5 +1,6 @@
 /**
- * CPU time of the service, from /proc (Linux): the whole process, and its main thread (the one that runs HTTP).
+ * CPU time of the service, from /proc (Linux): the whole process, and its main thread (the one that runs HTTP), with
+ * the time that thread waited for a core; and the machine's own counters, for the share its hypervisor took (steal).
  * Per request, these tell where the cores went: the workers' pipeline, the main thread, or elsewhere on the machine.
  */
 import { readFileSync } from 'node:fs';
@@ -31,8 +32,62 @@ export interface CpuReading {
   process: number;
   /** CPU seconds of the main thread. */
   main: number;
+  /**
+   * Seconds the main thread has spent runnable but waiting for a core (schedstat's second field; NaN without
+   * schedstats). Between two readings it says how much of the event loop's latency was the scheduler's: the loop had
+   * work and no core to do it on.
+   */
+  mainWait: number;
+}
+
+function runQueueSeconds(path: string): number {
+  try {
+    return Number(readFileSync(path, 'utf8').trim().split(' ')[1]) / 1e9;
+  } catch {
+    return NaN;
+  }
 }
 
 export function readCpu(pid: number): CpuReading {
-  return { process: ticks(`/proc/${pid}/stat`) / TICKS_PER_S, main: ticks(`/proc/${pid}/task/${pid}/stat`) / TICKS_PER_S };
+  return {
+    process: ticks(`/proc/${pid}/stat`) / TICKS_PER_S,
+    main: ticks(`/proc/${pid}/task/${pid}/stat`) / TICKS_PER_S,
+    mainWait: runQueueSeconds(`/proc/${pid}/task/${pid}/schedstat`),
+  };
+}
+
+/** The machine's CPU time from /proc/stat's first line, in ticks: all of it, and what the hypervisor took (steal). */
+export interface HostReading {
+  total: number;
+  steal: number;
+}
+
+/**
+ * Parses /proc/stat's aggregate `cpu` line (user nice system idle iowait irq softirq steal ...; guest time is already
+ * inside user and nice, so it is not added again). Undefined when the line is missing.
+ */
+export function parseHostStat(text: string): HostReading | undefined {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  if (line === undefined) return undefined;
+  const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (fields.length < 8 || fields.some((v) => !Number.isFinite(v))) return undefined;
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7]! };
+}
+
+export function readHost(): HostReading | undefined {
+  try {
+    return parseHostStat(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The share of the machine's CPU time that its hypervisor gave to other guests between two readings (0..1; NaN when
+ * unknown). On a shared VM this is the noise behind every figure of a row: a vCPU taken away for a few milliseconds
+ * stalls whatever thread was on it, and no setting inside the guest can win that back.
+ */
+export function stealShare(before: HostReading | undefined, after: HostReading | undefined): number {
+  if (before === undefined || after === undefined || after.total <= before.total) return NaN;
+  return (after.steal - before.steal) / (after.total - before.total);
 }

@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { HttpClient, closedLoop, outcomeKey } from './client.js';
-import { readCpu } from './cpu.js';
+import { readCpu, readHost, stealShare } from './cpu.js';
 import type { BenchImage } from './images.js';
 import { eventLoopLag, readPool, scrape } from './metrics.js';
 import { startProber, type ProbeResult } from './prober.js';
@@ -46,6 +46,10 @@ export interface LoadRunResult {
   cpuPerRequest: { process: number; main: number };
   /** Share of the machine's cores the service used during the run. */
   cpuShare: number;
+  /** Milliseconds per second of the run that the service's main thread waited for a core (NaN: unknown). */
+  mainWaitPerSecond: number;
+  /** Share of the machine's CPU time the hypervisor gave to other guests during the run (NaN: unknown). */
+  hostSteal: number;
   /** Median Server-Timing stages of the 200s, ms (queue, decode, infer, encode, ...). */
   stages: Record<string, number>;
 }
@@ -60,6 +64,7 @@ export async function loadRun(service: Service, images: readonly BenchImage[], o
     const clientLag = monitorEventLoopDelay({ resolution: CLIENT_LAG_RESOLUTION_MS });
     clientLag.enable();
     const cpuBefore = readCpu(service.pid);
+    const hostBefore = readHost();
     const prober = startProber(service.base, opts.probeIntervalMs ?? 50);
     let busyReadings = 0;
     let readings = 0;
@@ -75,6 +80,7 @@ export async function loadRun(service: Service, images: readonly BenchImage[], o
     })();
     const run = await closedLoop(client, next, opts.concurrency, opts.seconds * 1000);
     const cpuAfter = readCpu(service.pid);
+    const hostAfter = readHost();
     sampling = false;
     const health = await prober.stop();
     await saturation;
@@ -100,6 +106,8 @@ export async function loadRun(service: Service, images: readonly BenchImage[], o
       rssPeak: rss.peak(),
       cpuPerRequest: { process: ((cpuAfter.process - cpuBefore.process) / ok.length) * 1000, main: ((cpuAfter.main - cpuBefore.main) / ok.length) * 1000 },
       cpuShare: (cpuAfter.process - cpuBefore.process) / run.elapsedS / availableParallelism(),
+      mainWaitPerSecond: ((cpuAfter.mainWait - cpuBefore.mainWait) / run.elapsedS) * 1000,
+      hostSteal: stealShare(hostBefore, hostAfter),
       stages,
     };
   } finally {

@@ -50,6 +50,13 @@ export function ms(value: number): string {
   return value < 10 ? value.toFixed(1) : value.toFixed(0);
 }
 
+/** A share (0..1) as a percentage, one decimal below 10%; '-' when unknown. */
+export function percent(share: number): string {
+  if (!Number.isFinite(share)) return '-';
+  const value = share * 100;
+  return `${value < 10 ? value.toFixed(1) : value.toFixed(0)}%`;
+}
+
 export function mib(bytes: number): string {
   return Number.isFinite(bytes) ? (bytes / 1024 / 1024).toFixed(0) : '-';
 }

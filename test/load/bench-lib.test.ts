@@ -1,14 +1,17 @@
 /**
  * The load generator's own arithmetic and parsing (bench/lib), against a throwaway local server: percentiles,
- * Prometheus and Server-Timing parsing, the memory budget's formula, and the open loop's arrival count.
+ * Prometheus and Server-Timing parsing, the memory budget's formula, the open loop's arrival count, and the readings
+ * of /proc that explain a row (host steal, the main thread's wait for a core).
  */
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import t from 'tap';
 import { HTTP_ALLOWANCE_BYTES, memoryBudget } from '../../bench/lib/budget.js';
 import { HttpClient, closedLoop, openLoop, outcomeKey, parseServerTiming } from '../../bench/lib/client.js';
+import { parseHostStat, readCpu, readHost, stealShare } from '../../bench/lib/cpu.js';
 import { parsePrometheus, poolGauges } from '../../bench/lib/metrics.js';
 import { startScript } from '../../bench/lib/server.js';
-import { countBy, percentile, summarize } from '../../bench/lib/stats.js';
+import { countBy, percent, percentile, summarize } from '../../bench/lib/stats.js';
 
 const MiB = 2 ** 20;
 
@@ -74,4 +77,42 @@ t.test('benchmarks start the service as `npm start` does (the allocator setting,
   t.match(env['GLIBC_TUNABLES'], /glibc\.malloc\.perturb=\d+/);
   t.same(Object.keys(env), ['GLIBC_TUNABLES'], 'only the assignments before the command');
   t.same(nodeArgs, ['--initial-old-space-size=96'], 'only the flags between node and the script');
+});
+
+t.test('host steal is the hypervisor\'s share of the machine\'s CPU time between two readings', async (t) => {
+  // user nice system idle iowait irq softirq steal guest guest_nice: guest time is inside user already.
+  const before = parseHostStat('cpu  100 50 20 800 5 0 5 20 40 0\ncpu0 50 25 10 400 2 0 3 10 20 0\nintr 1\n');
+  const after = parseHostStat('cpu  160 80 30 900 5 0 5 120 60 0\ncpu0 80 40 15 450 2 0 3 60 30 0\nintr 2\n');
+  t.same(before, { total: 1000, steal: 20 }, 'eight fields summed, guest not counted twice');
+  t.same(after, { total: 1300, steal: 120 });
+  t.equal(stealShare(before, after), 100 / 300);
+  t.equal(percent(stealShare(before, after)), '33%');
+  t.equal(percent(0.012), '1.2%');
+  t.equal(parseHostStat('intr 1\n'), undefined, 'no aggregate line');
+  t.equal(parseHostStat('cpu  1 2 3\n'), undefined, 'a line too short to hold steal');
+  t.ok(Number.isNaN(stealShare(undefined, after)) && Number.isNaN(stealShare(after, after)), 'unknown, not zero');
+  t.equal(percent(NaN), '-');
+});
+
+t.test('the readings come from this machine\'s /proc: steal and the main thread\'s wait for a core only grow', { skip: existsSync('/proc/stat') ? false : 'no /proc (not Linux)' }, async (t) => {
+  const host = readHost();
+  const cpu = readCpu(process.pid);
+  t.ok(host !== undefined && host.total > 0 && host.steal >= 0 && host.steal <= host.total, '/proc/stat read');
+  t.ok(cpu.process > 0 && cpu.main > 0, 'CPU of the process and of its main thread');
+  if (!existsSync(`/proc/${process.pid}/task/${process.pid}/schedstat`)) {
+    t.ok(Number.isNaN(cpu.mainWait), 'without schedstats the wait is unknown, not zero');
+    return;
+  }
+  // Keep the main thread busy for a while (ten clock ticks at least): its CPU time must grow, and its wait for a core,
+  // which grows only when the machine is busy, must never shrink.
+  const spin = (msLong: number) => {
+    const end = Date.now() + msLong;
+    while (Date.now() < end);
+  };
+  spin(100);
+  const later = readCpu(process.pid);
+  const host2 = readHost();
+  t.ok(later.mainWait >= cpu.mainWait, `run-queue wait never shrinks (${cpu.mainWait} -> ${later.mainWait} s)`);
+  t.ok(later.main > cpu.main, 'the main thread\'s CPU grew while it spun');
+  t.ok(host2 !== undefined && host2.total >= host!.total && host2.steal >= host!.steal, 'machine counters only grow');
 });
