@@ -210,7 +210,7 @@ async function main(): Promise<void> {
         stageText(r.stages),
         `${ms(r.cpuPerRequest.process)} (${ms(r.cpuPerRequest.main)})`,
         `${ms(r.plain.cpuPerRun)} (1x${r.plain.threads})`,
-        `${(r.cpuShare * 100).toFixed(0)}%`,
+        percent(r.cpuShare),
         Number.isFinite(r.mainWaitPerSecond) ? r.mainWaitPerSecond.toFixed(0) : '-',
         percent(r.hostSteal),
         `${r.load[0].toFixed(1)} -> ${r.load[1].toFixed(1)}`,

@@ -17,6 +17,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { BadRequestError, UploadTooLargeError } from '../errors.js';
+import { wipeAndFree } from '../wipe.js';
 
 export const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'] as const;
 
@@ -58,7 +59,8 @@ function tooLarge(maxUploadBytes: number): Error {
 
 /**
  * Reads a body's chunks into one buffer of its own, zero-filling each chunk once copied (they are views into the
- * socket's read buffers, which would otherwise keep the bytes until reused) and the buffer itself if reading fails.
+ * socket's read buffers, which would otherwise keep the bytes until reused; Node still holds those, so they are never
+ * freed here) and the buffer itself if reading fails; copies outgrown are wiped and freed at once (wipe.ts).
  * `expected` (a declared length) sizes the buffer at once; without it, it grows by doubling, each old copy wiped.
  * More than `max` bytes: UploadTooLargeError. The result is a buffer of its own (never a slice of a shared one) when
  * its length is as expected, so it can be moved to a worker without a copy.
@@ -75,7 +77,7 @@ export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, 
       if (length + chunk.length > body.length) {
         const grown = Buffer.alloc(Math.min(max, Math.max(body.length * 2, length + chunk.length)));
         body.copy(grown, 0, 0, length);
-        body.fill(0);
+        wipeAndFree(body);
         body = grown;
       }
       chunk.copy(body, length);
@@ -83,13 +85,13 @@ export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, 
       length += chunk.length;
     }
   } catch (err) {
-    body.fill(0);
+    wipeAndFree(body);
     throw err;
   }
   if (length === body.length) return body;
   const exact = Buffer.alloc(length);
   body.copy(exact, 0, 0, length);
-  body.fill(0);
+  wipeAndFree(body);
   return exact;
 }
 

@@ -25,6 +25,7 @@ import type { PoolSettings } from '../config.js';
 import { DEFAULT_QUALITY, GUARD, disableOrtTelemetry, isWorkerNotice, type CartoonizeOptions, type CartoonizeReply, type CartoonizeSuccess, type CartoonizeTask, type WorkerConfig, type WorkerNotice } from '../contract.js';
 import { AbortedError, BusyError, DeadlineError, inputError, NotReadyError, UnknownStyleError, WorkerFailedError } from '../errors.js';
 import { workersKeepDefaultHeapSizing } from './worker-heap.js';
+import { isPoolBacked, wipeAndFree } from '../wipe.js';
 
 /** Start-up options that are not settings of the service. */
 export interface PoolStartOptions {
@@ -401,7 +402,7 @@ export class InferencePool extends EventEmitter {
       const index = this.waiting.indexOf(entry);
       if (index === -1) return false;
       this.waiting.splice(index, 1);
-      new Uint8Array(entry.task.input).fill(0); // wipe the bytes it would have carried
+      wipeAndFree(entry.task.input); // wipe the bytes it would have carried
       entry.clearDeadline();
       return true;
     };
@@ -504,7 +505,7 @@ export class InferencePool extends EventEmitter {
     this.counters.completed++;
     if (entry.settled) {
       // The client went away while it ran: drop the result's bytes too.
-      new Uint8Array(reply.output).fill(0);
+      wipeAndFree(reply.output);
       return;
     }
     this.settle(entry, { ...reply, queueMs });
@@ -549,7 +550,7 @@ export class InferencePool extends EventEmitter {
   /** Fails every task still waiting (shutdown), wiping the bytes each carried. */
   private failWaiting(): void {
     for (const entry of this.waiting.splice(0)) {
-      new Uint8Array(entry.task.input).fill(0);
+      wipeAndFree(entry.task.input);
       entry.clearDeadline();
       this.settle(entry, new NotReadyError());
     }
@@ -610,7 +611,3 @@ export function ownedArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return copy.buffer;
 }
 
-/** Node's Buffer pool slices are never the full pool (allocations over half the pool size bypass it). */
-function isPoolBacked(bytes: Uint8Array): boolean {
-  return Buffer.isBuffer(bytes) && bytes.buffer.byteLength === Buffer.poolSize && bytes.byteLength < Buffer.poolSize;
-}

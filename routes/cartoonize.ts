@@ -23,6 +23,7 @@ import { watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
 import { DEFAULT_QUALITY, sniffFormat, type CartoonizeOptions, type OutputFormat, type StageTimings } from '../contract.js';
 import { BadOptionError, BadRequestError, UnsupportedMediaError, UploadTooLargeError, type ProblemCode } from '../errors.js';
+import { wipeAndFree } from '../wipe.js';
 
 const DEFAULT_FORMAT: OutputFormat = 'jpeg';
 const MIN_OUTPUT_SIDE = 16;
@@ -285,8 +286,8 @@ export default async function cartoonizeRoutes(fastify: FastifyInstance) {
       });
       request.inference = { style: options.style, queueMs: result.queueMs, timings: result.timings, faces: result.faces };
       const output = Buffer.from(result.output);
-      // Wiped once the answer is handed to the socket (or the client is gone).
-      request.whenDone(() => output.fill(0));
+      // Wiped and freed once the socket has the answer (or the client is gone): wipe.ts.
+      request.whenDone(() => wipeAndFree(output));
       // A shared cache must not hand one client's AVIF to another that asked for JPEG (no-store already; Vary says why).
       if (negotiated === true) reply.header('vary', 'Accept');
       return reply

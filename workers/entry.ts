@@ -8,6 +8,7 @@
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { CartoonizeTask, WorkerConfig } from '../contract.js';
+import { wipeAndFree } from '../wipe.js';
 import { ManifestError } from '../models/manifest.js';
 import { beginTask, endTask } from './native-guard.js';
 import type { WorkerNotice } from '../contract.js';
@@ -52,8 +53,8 @@ async function init(): Promise<(task: CartoonizeTask) => Promise<unknown>> {
       return Piscina.move({ [Piscina.transferableSymbol]: [reply.output], [Piscina.valueSymbol]: reply } as never);
     } finally {
       endTask();
-      // The upload is not needed any more: leave no copy of it in this thread's memory.
-      input.fill(0);
+      // The upload is not needed any more: leave no copy of it in this thread's memory, and give the memory back.
+      wipeAndFree(input);
     }
   };
 }

@@ -7,6 +7,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { CartoonizeReply, CartoonizeTask, StageTimings, WorkerConfig } from '../contract.js';
+import { wipeAndFree } from '../wipe.js';
 import { avatarSquare, cropRaster } from './faces/avatar.js';
 import { selectFaces, stylizeFaces } from './faces/pipeline.js';
 import { yunetDetector, type Face } from './faces/yunet.js';
@@ -101,7 +102,7 @@ export async function pipeline(
     // `encoded` may be a view into a larger allocation: copy into a buffer of its own, which is then moved.
     const output = new Uint8Array(encoded.byteLength);
     output.set(encoded);
-    encoded.fill(0);
+    wipeAndFree(encoded);
     const timings: StageTimings = { decode: t1 - t0, infer: t3 - t2, ...stages, encode: t5 - t4 };
     if (faceAware) Object.assign(timings, { detect: t2 - t1, head: t4 - t3 });
     return { ok: true, output: output.buffer, mime: MIME[task.format], width: outSize.width, height: outSize.height, faces: faces.length, timings };
@@ -110,9 +111,9 @@ export async function pipeline(
     throw err;
   } finally {
     // Decoded pixels of the upload and of its cartoon, and the worker's reusable buffers: wiped whatever happened.
-    image?.rgb.fill(0);
-    image?.alpha?.fill(0);
-    rgb?.fill(0);
+    if (image !== undefined) wipeAndFree(image.rgb);
+    if (image?.alpha !== undefined) wipeAndFree(image.alpha);
+    if (rgb !== undefined) wipeAndFree(rgb);
     scratch.wipe();
   }
 }
@@ -121,7 +122,7 @@ export async function pipeline(
  * RGB pixels through one image-to-image model, by its manifest's conventions. With `scratch` (the whole-image
  * pass), the tensor and the result's pixels live in the worker's reusable buffers, wiped when the task ends; the
  * result is then only valid until then. Without it (face crops), every array is the call's own. Anything else
- * (the model's output) is wiped here.
+ * (the model's output) is wiped and freed here (wipe.ts).
  */
 async function runImageModel(
   model: ModelSession,
@@ -145,7 +146,8 @@ async function runImageModel(
     if (stages !== undefined) Object.assign(stages, { pack: t1 - t0, run: t2 - t1, unpack: performance.now() - t2 });
     return pixels;
   } finally {
-    if (room === undefined || tensor.data.buffer !== room.buffer) tensor.data.fill(0); // scratch is wiped at the task's end
-    result?.data.fill(0);
+    if (room === undefined || tensor.data.buffer !== room.buffer) wipeAndFree(tensor.data); // scratch is wiped at the task's end
+    // The model's output (3 MiB at 512x512): freed now, not left for this thread's collector (wipe.ts).
+    if (result !== undefined) wipeAndFree(result.data);
   }
 }

@@ -33,16 +33,27 @@ export interface CpuReading {
   /** CPU seconds of the main thread. */
   main: number;
   /**
-   * Seconds the main thread has spent runnable but waiting for a core (schedstat's second field; NaN without
-   * schedstats). Between two readings it says how much of the event loop's latency was the scheduler's: the loop had
-   * work and no core to do it on.
+   * Seconds the main thread has spent runnable but waiting for a core (NaN when the kernel keeps no such count).
+   * Between two readings it says how much of the event loop's latency was the scheduler's: the loop had work and no
+   * core to do it on.
    */
-  mainWait: number;
+  mainRunQueueWait: number;
+}
+
+/**
+ * The run-queue wait in a /proc/.../schedstat file ("time on a core, time waiting on a run queue, timeslices", in ns),
+ * in seconds; NaN when the file is missing or the kernel does not count (it then prints zeros: a thread that has run
+ * has a non-zero first field).
+ */
+export function parseSchedstat(text: string): number {
+  const [onCore, waiting] = text.trim().split(/\s+/).map(Number);
+  if (onCore === undefined || waiting === undefined || !(onCore > 0) || !Number.isFinite(waiting)) return NaN;
+  return waiting / 1e9;
 }
 
 function runQueueSeconds(path: string): number {
   try {
-    return Number(readFileSync(path, 'utf8').trim().split(' ')[1]) / 1e9;
+    return parseSchedstat(readFileSync(path, 'utf8'));
   } catch {
     return NaN;
   }
@@ -52,7 +63,7 @@ export function readCpu(pid: number): CpuReading {
   return {
     process: ticks(`/proc/${pid}/stat`) / TICKS_PER_S,
     main: ticks(`/proc/${pid}/task/${pid}/stat`) / TICKS_PER_S,
-    mainWait: runQueueSeconds(`/proc/${pid}/task/${pid}/schedstat`),
+    mainRunQueueWait: runQueueSeconds(`/proc/${pid}/task/${pid}/schedstat`),
   };
 }
 
@@ -64,7 +75,8 @@ export interface HostReading {
 
 /**
  * Parses /proc/stat's aggregate `cpu` line (user nice system idle iowait irq softirq steal ...; guest time is already
- * inside user and nice, so it is not added again). Undefined when the line is missing.
+ * inside user and nice, so it is not added again). Undefined when the line is missing, too short to hold steal, or
+ * not numbers.
  */
 export function parseHostStat(text: string): HostReading | undefined {
   const line = text.split('\n').find((l) => l.startsWith('cpu '));

@@ -106,7 +106,7 @@ export async function loadRun(service: Service, images: readonly BenchImage[], o
       rssPeak: rss.peak(),
       cpuPerRequest: { process: ((cpuAfter.process - cpuBefore.process) / ok.length) * 1000, main: ((cpuAfter.main - cpuBefore.main) / ok.length) * 1000 },
       cpuShare: (cpuAfter.process - cpuBefore.process) / run.elapsedS / availableParallelism(),
-      mainWaitPerSecond: ((cpuAfter.mainWait - cpuBefore.mainWait) / run.elapsedS) * 1000,
+      mainWaitPerSecond: ((cpuAfter.mainRunQueueWait - cpuBefore.mainRunQueueWait) / run.elapsedS) * 1000,
       hostSteal: stealShare(hostBefore, hostAfter),
       stages,
     };
