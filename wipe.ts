@@ -30,15 +30,16 @@ export function isPoolBacked(bytes: ArrayBufferView): boolean {
 
 /**
  * Zero-fills `bytes` and, when they span a whole ArrayBuffer of their own, frees its memory now (the buffer, and
- * every view of it, is then empty). For bytes nothing will read again: a task's upload once decoded, a model's output
- * once unpacked, a result once the socket has it.
+ * every view of it, is then empty). For bytes nothing will read again: a task's upload once the task is over, a
+ * model's output once unpacked, a result once the socket has it. Safe to call twice on the same bytes.
  */
 export function wipeAndFree(bytes: ArrayBufferView | ArrayBuffer): void {
+  if (bytes.byteLength === 0) return; // empty, or already detached (a view over detached memory cannot be made)
   const view = ArrayBuffer.isView(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
   view.fill(0);
   const buffer = view.buffer as DetachableBuffer;
   if (!CAN_FREE_EARLY || !(buffer instanceof ArrayBuffer)) return;
-  if (view.byteOffset !== 0 || view.byteLength !== buffer.byteLength || view.byteLength === 0) return;
+  if (view.byteOffset !== 0 || view.byteLength !== buffer.byteLength) return;
   if (ArrayBuffer.isView(bytes) && isPoolBacked(bytes)) return;
   try {
     buffer.transfer!(0);

@@ -144,7 +144,9 @@ function codec(lib: Library): TurboJpeg | undefined {
   let retained: Uint8Array | undefined;
   const output = (bytes: number): Uint8Array => {
     if (bytes > RETAINED_OUTPUT_BYTES) return new Uint8Array(bytes);
-    retained ??= new Uint8Array(RETAINED_OUTPUT_BYTES);
+    // One byte more than any encode may fill, so a result is always part of this buffer, never all of it: wipe.ts frees
+    // a whole buffer of its own, and this one is kept for the next encode.
+    retained ??= new Uint8Array(RETAINED_OUTPUT_BYTES + 1);
     return retained;
   };
 

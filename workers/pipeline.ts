@@ -110,11 +110,11 @@ export async function pipeline(
     if (err instanceof ImageInputError) return { ok: false, code: err.code, message: err.message };
     throw err;
   } finally {
-    // Decoded pixels of the upload and of its cartoon, and the worker's reusable buffers: wiped whatever happened.
+    // The worker's reusable buffers, and the decoded pixels of the upload and of its cartoon: wiped whatever happened.
+    scratch.wipe();
     if (image !== undefined) wipeAndFree(image.rgb);
     if (image?.alpha !== undefined) wipeAndFree(image.alpha);
     if (rgb !== undefined) wipeAndFree(rgb);
-    scratch.wipe();
   }
 }
 

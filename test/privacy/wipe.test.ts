@@ -21,6 +21,11 @@ t.test('a whole buffer of its own is freed where the runtime can, zero-filled wh
   wipeAndFree(raw);
   t.ok(CAN_FREE_EARLY ? raw.byteLength === 0 : allZero(new Uint8Array(raw)), 'an ArrayBuffer itself');
   t.doesNotThrow(() => wipeAndFree(new Uint8Array(0)), 'an empty one');
+  const twice = filled(64);
+  wipeAndFree(twice);
+  t.doesNotThrow(() => wipeAndFree(twice), 'the same bytes twice (a head model may hand back its crop): no throw');
+  t.doesNotThrow(() => wipeAndFree(twice.buffer), 'its buffer, detached or not: no throw');
+  t.ok(CAN_FREE_EARLY ? twice.byteLength === 0 : allZero(twice), 'still nothing in it');
 });
 
 t.test('part of a buffer is zero-filled and the rest is left alone', async (t) => {

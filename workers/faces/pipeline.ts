@@ -10,6 +10,7 @@ import { faceMask, type FaceMask } from './mask.js';
 import { alignmentTemplate, applyAffine, composeAffine, estimateSimilarity, invertAffine, type Affine, type Point } from './similarity.js';
 import { warpAffine } from './warp.js';
 import type { Box, Face } from './yunet.js';
+import { wipeAndFree } from '../../wipe.js';
 
 export type DetectFaces = (rgb: Uint8Array, width: number, height: number) => Promise<Face[]>;
 /**
@@ -185,9 +186,9 @@ export async function stylizeFaces(args: StylizeFacesArgs): Promise<StylizeFaces
       }
       blendHead(rgb, width, head, cropSize, toCrop, region, mask);
     } finally {
-      // No copy of the face is left behind (the head may hand back the crop's own buffer).
-      crop.fill(0);
-      head?.fill(0);
+      // No copy of the face is left behind (the head may hand back the crop's own buffer: wipeAndFree is safe twice).
+      wipeAndFree(crop);
+      if (head !== undefined) wipeAndFree(head);
     }
     placed.push({ face, toCrop, region });
   }
