@@ -18,6 +18,7 @@ import { statFields } from '../../bench/lib/cpu.js';
 import { benchImages } from '../../bench/lib/images.js';
 import { cycling } from '../../bench/lib/requests.js';
 import { startScript, startService } from '../../bench/lib/server.js';
+import { CAN_FREE_EARLY } from '../../wipe.js';
 
 const REQUESTS = 800;
 // Long enough for every heap to have grown to its working size (the main thread's up to its 96 MiB floor: tens of
@@ -60,7 +61,12 @@ t.test('started as `npm start` starts it: a few page faults a request at most', 
   t.ok(perRequest < 12, `${perRequest.toFixed(1)} minor page faults a request`);
 });
 
-t.test('control: with the scrubbing setting alone, the workers fault on every request', { skip }, async (t) => {
+// On Node 22+ the workers free each model output at once (wipe.ts), so their heaps no longer empty and refill in
+// batches: the control's faults are gone there even without the thresholds (1.9 a request measured). It shows the
+// defect where it still exists, on Node 20.
+const controlSkip = skip !== false ? skip : CAN_FREE_EARLY ? 'Node 22+ frees model outputs at once (wipe.ts): without the thresholds the workers no longer fault either; the control runs on Node 20' : false;
+
+t.test('control: with the scrubbing setting alone, the workers fault on every request', { skip: controlSkip }, async (t) => {
   const scrubbing = /glibc\.malloc\.perturb=\d+/.exec(startScript().env['GLIBC_TUNABLES'] ?? '')![0];
   const { perRequest, served } = await faultsPerRequest({ GLIBC_TUNABLES: scrubbing });
   t.equal(served, REQUESTS, 'every request answered 200');

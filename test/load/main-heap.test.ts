@@ -17,6 +17,7 @@ import { benchImages } from '../../bench/lib/images.js';
 import { scrape } from '../../bench/lib/metrics.js';
 import { cycling } from '../../bench/lib/requests.js';
 import { serverEntry, startService, type ServiceOptions } from '../../bench/lib/server.js';
+import { CAN_FREE_EARLY } from '../../wipe.js';
 
 const REQUESTS = 1200;
 const WARM_UP = 100;
@@ -52,7 +53,11 @@ t.test('started as `npm start` starts it: a full collection every few hundred re
   t.ok(majors <= 4, `${majors} full collections of the main thread in ${REQUESTS} requests`);
 });
 
-t.test('control: without the floor, the main thread collects its whole heap every few dozen requests', { skip: compiled }, async (t) => {
+// On Node 22+ the main thread frees each result once sent (wipe.ts), so those buffers no longer count toward its
+// heap limit: without the floor it measured 0 full collections there. The control shows the defect on Node 20.
+const controlSkip = compiled !== false ? compiled : CAN_FREE_EARLY ? 'Node 22+ frees results once sent (wipe.ts): without the floor the main thread no longer collects its whole heap either; the control runs on Node 20' : false;
+
+t.test('control: without the floor, the main thread collects its whole heap every few dozen requests', { skip: controlSkip }, async (t) => {
   const { majors, served } = await majorCollections(['--initial-old-space-size=0']);
   t.equal(served, REQUESTS, 'every request answered 200');
   t.ok(majors >= 6, `${majors} full collections of the main thread in ${REQUESTS} requests`);
