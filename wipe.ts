@@ -39,8 +39,8 @@ export function wipeAndFree(bytes: ArrayBufferView | ArrayBuffer): void {
   view.fill(0);
   const buffer = view.buffer as DetachableBuffer;
   if (!CAN_FREE_EARLY || !(buffer instanceof ArrayBuffer)) return;
+  // Part of a buffer (a slice of Node's Buffer pool is always part of it: isPoolBacked) is only zero-filled.
   if (view.byteOffset !== 0 || view.byteLength !== buffer.byteLength) return;
-  if (ArrayBuffer.isView(bytes) && isPoolBacked(bytes)) return;
   try {
     buffer.transfer!(0);
   } catch {
