@@ -16,13 +16,14 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BENCH_MODELS_DIR, BUILTIN_MODELS_DIR } from '../paths.js';
 import { num, readFlags } from './lib/args.js';
 import { HttpClient, closedLoop, outcomeKey, type RequestSpec } from './lib/client.js';
-import { readCpu, readHost, stealShare } from './lib/cpu.js';
+import { STEAL_NOISE, readCpu, readHost, stealShare } from './lib/cpu.js';
 import { findPython, startFlask } from './lib/flask-service.js';
 import { benchImages } from './lib/images.js';
 import { machineLine } from './lib/machine.js';
 import { findManifest } from './lib/plain.js';
 import { startProber, type ProbeResult } from './lib/prober.js';
 import { cycling } from './lib/requests.js';
+import { compareRound, summarizeRounds } from './lib/rounds.js';
 import { startService } from './lib/server.js';
 import { countBy, formatCounts, ms, percent, summarize, table, type LatencySummary } from './lib/stats.js';
 
@@ -127,14 +128,18 @@ process.stdout.write(
     rows.map((r) => [String(r.round), r.service, r.perSecond.toFixed(1), ms(r.latency.p50), ms(r.latency.p90), ms(r.latency.p99), ms(r.latency.max), formatCounts(r.statuses), ms(r.health.p50), ms(r.health.p99), f1(r.cpuPerRequest), f1(r.clientLagP99), percent(r.hostSteal)]),
   ),
 );
-const ratios = Array.from({ length: rounds }, (_, i) => {
-  const p = rows.find((r) => r.round === i + 1 && r.service === 'privatoon')!;
-  const f = rows.find((r) => r.round === i + 1 && r.service === 'flask')!;
-  return p.perSecond / f.perSecond;
+const pairs = Array.from({ length: rounds }, (_, i) => {
+  const side = (service: Row['service']) => rows.find((r) => r.round === i + 1 && r.service === service)!;
+  return compareRound(side('privatoon'), side('flask'));
 });
+const summary = summarizeRounds(pairs);
 const ours = rows.filter((r) => r.service === 'privatoon');
 const theirs = rows.filter((r) => r.service === 'flask');
-process.stdout.write(`\nprivatoon / Flask req/s by round: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${median(ratios).toFixed(2)} (issue #12: at least 1.5)\n`);
+const marked = pairs.map((r) => `${r.ratio.toFixed(2)}${r.clean ? '' : '*'}`).join(', ');
+const cleanMedian =
+  summary.cleanRounds === 0 ? `no round had host steal <= ${percent(STEAL_NOISE)} on both rows` : `${summary.cleanRatio.toFixed(2)} over the ${summary.cleanRounds} with host steal <= ${percent(STEAL_NOISE)} on both rows`;
+process.stdout.write(`\nprivatoon / Flask req/s by round: ${marked} (* host steal above ${percent(STEAL_NOISE)}); median ${summary.ratio.toFixed(2)} over all ${rounds}, ${cleanMedian} (issue #12: at least 1.5)\n`);
+process.stdout.write(`Flask / privatoon service CPU a request by round: ${pairs.map((r) => r.cpuRatio.toFixed(2)).join(', ')}; median ${summary.cpuRatio.toFixed(2)} (capacity on cores of their own: bench/lib/rounds.ts)\n`);
 process.stdout.write(
   `Medians over the rounds: privatoon ${f1(median(ours.map((r) => r.perSecond)))} req/s, p99 ${ms(median(ours.map((r) => r.latency.p99)))} ms, /healthz p99 ${ms(median(ours.map((r) => r.health.p99)))} ms; ` +
     `Flask ${f1(median(theirs.map((r) => r.perSecond)))} req/s, p99 ${ms(median(theirs.map((r) => r.latency.p99)))} ms, /healthz p99 ${ms(median(theirs.map((r) => r.health.p99)))} ms\n`,

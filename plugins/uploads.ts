@@ -1,14 +1,14 @@
 /**
  * How request bodies are read: only two shapes are accepted, and both stay in memory.
  *
- *  - multipart/form-data (@fastify/multipart): parts are read by the route with `part.toBuffer()`. Every limit is
+ *  - multipart/form-data (@fastify/multipart): each file part is read by the route with `collectWiping`. Every limit is
  *    explicit, because the plugin's defaults allow 1000 parts and unlimited files and fields, and Fastify's
  *    bodyLimit does not bound multipart bodies.
  *  - a raw image body (`Content-Type: image/jpeg|png|webp`): buffered whole, up to MAX_UPLOAD_BYTES; a bigger
  *    Content-Length is refused before a byte is read.
  *
- * Both readers copy each chunk into one buffer and zero-fill the chunk (`collectWiping`): no copy of a photo is
- * left to the garbage collector.
+ * Both readers copy each chunk into one buffer and wipe the chunk (`collectWiping`): no copy of a photo is left
+ * to the garbage collector, and a chunk that is a buffer of its own is freed at once (wipe.ts).
  *
  * Fastify's default JSON and text parsers are removed: no route takes them, so such bodies get a 415 instead of
  * being parsed for nothing. Nothing here, or anywhere, writes an upload to disk (`saveRequestFiles` is never used).
@@ -58,9 +58,12 @@ function tooLarge(maxUploadBytes: number): Error {
 }
 
 /**
- * Reads a body's chunks into one buffer of its own, zero-filling each chunk once copied (they are views into the
- * socket's read buffers, which would otherwise keep the bytes until reused; Node still holds those, so they are never
- * freed here) and the buffer itself if reading fails; copies outgrown are wiped and freed at once (wipe.ts).
+ * Reads a body's chunks into one buffer of its own, wiping each chunk once copied and the buffer itself if reading
+ * fails; copies outgrown are wiped too. Wiped means zero-filled and, where the bytes are a buffer of their own, freed
+ * at once (wipe.ts): Node's HTTP parser hands out each piece of a body as a copy of its own (about 64 KiB at most), so
+ * on the main thread they were, with the result, most of the array-buffer memory a request left for the collector,
+ * and each collection pauses every request and health check. Pieces that share their memory with other bytes are
+ * zero-filled only.
  * `expected` (a declared length) sizes the buffer at once; without it, it grows by doubling, each old copy wiped.
  * More than `max` bytes: UploadTooLargeError. The result is a buffer of its own (never a slice of a shared one) when
  * its length is as expected, so it can be moved to a worker without a copy.
@@ -71,7 +74,7 @@ export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, 
   try {
     for await (const chunk of chunks) {
       if (length + chunk.length > max) {
-        chunk.fill(0);
+        wipeAndFree(chunk);
         throw tooLarge(max);
       }
       if (length + chunk.length > body.length) {
@@ -81,8 +84,8 @@ export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, 
         body = grown;
       }
       chunk.copy(body, length);
-      chunk.fill(0);
       length += chunk.length;
+      wipeAndFree(chunk);
     }
   } catch (err) {
     wipeAndFree(body);

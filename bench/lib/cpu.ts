@@ -95,6 +95,12 @@ export function readHost(): HostReading | undefined {
 }
 
 /**
+ * Host steal above which a row is the host's noise as much as the code's figure: at 5% of two cores a thread loses a
+ * few milliseconds several times a second, the size of the latency targets themselves. The benches mark such rows.
+ */
+export const STEAL_NOISE = 0.05;
+
+/**
  * The share of the machine's CPU time that its hypervisor gave to other guests between two readings (0..1; NaN when
  * unknown). On a shared VM this is the noise behind every figure of a row: a vCPU taken away for a few milliseconds
  * stalls whatever thread was on it, and no setting inside the guest can win that back.

@@ -10,6 +10,7 @@ import { HTTP_ALLOWANCE_BYTES, memoryBudget } from '../../bench/lib/budget.js';
 import { HttpClient, closedLoop, openLoop, outcomeKey, parseServerTiming } from '../../bench/lib/client.js';
 import { parseHostStat, parseSchedstat, readCpu, readHost, stealShare } from '../../bench/lib/cpu.js';
 import { parsePrometheus, poolGauges } from '../../bench/lib/metrics.js';
+import { compareRound, summarizeRounds } from '../../bench/lib/rounds.js';
 import { startScript } from '../../bench/lib/server.js';
 import { countBy, percent, percentile, summarize } from '../../bench/lib/stats.js';
 
@@ -92,6 +93,22 @@ t.test('host steal is the hypervisor\'s share of the machine\'s CPU time between
   t.equal(parseHostStat('cpu  1 2 3\n'), undefined, 'a line too short to hold steal');
   t.ok(Number.isNaN(stealShare(undefined, after)) && Number.isNaN(stealShare(after, after)), 'unknown, not zero');
   t.equal(percent(NaN), '-');
+});
+
+t.test('bench:flask compares rounds in req/s and CPU a request, and only rounds with little host steal count as clean', async (t) => {
+  const quiet = compareRound({ perSecond: 150, cpuPerRequest: 12, hostSteal: 0.01 }, { perSecond: 100, cpuPerRequest: 24, hostSteal: 0.02 });
+  t.same(quiet, { ratio: 1.5, cpuRatio: 2, clean: true });
+  // Either row above the noise line spoils the round; an unknown steal (NaN) is not clean either.
+  t.equal(compareRound({ perSecond: 80, cpuPerRequest: 12, hostSteal: 0.3 }, { perSecond: 100, cpuPerRequest: 24, hostSteal: 0 }).clean, false);
+  t.equal(compareRound({ perSecond: 80, cpuPerRequest: 12, hostSteal: 0 }, { perSecond: 100, cpuPerRequest: 24, hostSteal: 0.06 }).clean, false);
+  t.equal(compareRound({ perSecond: 80, cpuPerRequest: 12, hostSteal: NaN }, { perSecond: 100, cpuPerRequest: 24, hostSteal: 0 }).clean, false);
+  const noisy = compareRound({ perSecond: 60, cpuPerRequest: 16, hostSteal: 0.4 }, { perSecond: 100, cpuPerRequest: 24, hostSteal: 0.01 });
+  const summary = summarizeRounds([quiet, noisy, { ratio: 1.7, cpuRatio: 1.8, clean: true }]);
+  t.equal(summary.ratio, 1.5, 'median of every round');
+  t.equal(summary.cleanRounds, 2);
+  t.equal(summary.cleanRatio, 1.5, 'median of the clean rounds only (nearest rank: the lower of two)');
+  t.equal(summary.cpuRatio, 1.8);
+  t.ok(Number.isNaN(summarizeRounds([noisy]).cleanRatio), 'no clean round: no clean median');
 });
 
 t.test('the main thread\'s wait for a core is schedstat\'s second field; zeros mean the kernel does not count', async (t) => {

@@ -3,7 +3,10 @@
  * the runtime can; anything shared with other bytes, or that cannot be detached, is zero-filled only and keeps its
  * size, so nothing else loses its data.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { collectWiping } from '../../plugins/uploads.js';
 import { CAN_FREE_EARLY, wipeAndFree } from '../../wipe.js';
 
 const filled = (n: number, value = 7) => new Uint8Array(n).fill(value);
@@ -59,4 +62,66 @@ t.test('memory that cannot be detached is zero-filled and keeps working', async 
   const shared = new Uint8Array(new SharedArrayBuffer(64)).fill(3);
   wipeAndFree(shared);
   t.ok(allZero(shared) && shared.length === 64, 'a SharedArrayBuffer: zero, not detached');
+});
+
+t.test('a body reader frees each chunk it has copied (Node hands out every piece of a body as a buffer of its own)', async (t) => {
+  // As Node's HTTP parser hands a body out: each piece a copy of its own; then a piece that shares its buffer (a slice
+  // of Node's Buffer pool here, as TLS or a test's slices would).
+  const own = [filled(65316, 1), filled(14684, 2)].map((bytes) => Buffer.from(bytes.buffer));
+  const shared = Buffer.from('tail of the body');
+  async function* chunks() {
+    yield* own;
+    yield shared;
+  }
+  const owners = own.map((chunk) => chunk.buffer);
+  const body = await collectWiping(chunks(), 1 << 20, 65316 + 14684 + shared.length);
+  t.equal(body.length, 80000 + 16, 'the whole body');
+  t.ok(body.subarray(0, 65316).every((b) => b === 1) && body.subarray(65316, 80000).every((b) => b === 2), 'in order, intact');
+  t.equal(body.subarray(80000).toString(), 'tail of the body', 'the shared piece copied before it was wiped');
+  for (const [i, buffer] of owners.entries()) {
+    if (CAN_FREE_EARLY) t.equal(buffer.byteLength, 0, `chunk ${i + 1}: freed once copied`);
+    else t.ok(allZero(new Uint8Array(buffer)), `chunk ${i + 1}: zero-filled (this runtime cannot free early)`);
+  }
+  t.ok(shared.length === 16 && allZero(shared), 'the piece that shares its buffer: zero-filled in place, not freed');
+});
+
+t.test('a body over the limit: the chunk that crossed it and the bytes read so far are wiped', async (t) => {
+  const first = Buffer.from(filled(600, 3).buffer);
+  const second = Buffer.from(filled(600, 4).buffer);
+  const [a, b] = [first.buffer, second.buffer];
+  async function* chunks() {
+    yield first;
+    yield second;
+  }
+  await t.rejects(collectWiping(chunks(), 1000), { code: 'PTOON_TOO_LARGE' });
+  for (const [name, buffer] of [['first', a], ['second', b]] as const) {
+    if (CAN_FREE_EARLY) t.equal(buffer.byteLength, 0, `${name} chunk: freed`);
+    else t.ok(allZero(new Uint8Array(buffer)), `${name} chunk: zero-filled`);
+  }
+});
+
+t.test('over a real socket, every piece of a body Node hands out is a buffer of its own, and is freed once read', { skip: CAN_FREE_EARLY ? false : 'this runtime cannot free early (Node 20): the pieces are zero-filled only' }, async (t) => {
+  const seen: ArrayBuffer[] = [];
+  const server = createServer((req, res) => {
+    async function* recording() {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        seen.push(chunk.buffer as ArrayBuffer);
+        yield chunk;
+      }
+    }
+    collectWiping(recording(), 1 << 20).then(
+      (body) => res.end(String(body.length)),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const answer = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', body: new Uint8Array(200_000).fill(5) });
+    t.equal(await answer.text(), '200000', 'the whole body read');
+    t.ok(seen.length >= 2, `${seen.length} pieces`);
+    t.same(seen.map((buffer) => buffer.byteLength), seen.map(() => 0), 'each one freed (detached)');
+  } finally {
+    server.close();
+  }
 });
