@@ -84,7 +84,7 @@ async function measure(base: string, next: (i: number) => RequestSpec, cpuSecond
       latency: summarize(ok.map((o) => o.ms)),
       statuses: countBy(run.outcomes, outcomeKey),
       health,
-      cpuPerRequest: (cpu / Math.max(1, ok.length)) * 1000,
+      cpuPerRequest: ok.length === 0 ? NaN : (cpu / ok.length) * 1000,
       clientLagP99: Math.max(0, lag.percentile(99) / 1e6 - LAG_RESOLUTION_MS),
       hostSteal,
     };
@@ -137,8 +137,8 @@ const ours = rows.filter((r) => r.service === 'privatoon');
 const theirs = rows.filter((r) => r.service === 'flask');
 const marked = pairs.map((r) => `${r.ratio.toFixed(2)}${r.clean ? '' : '*'}`).join(', ');
 const cleanMedian =
-  summary.cleanRounds === 0 ? `no round had host steal <= ${percent(STEAL_NOISE)} on both rows` : `${summary.cleanRatio.toFixed(2)} over the ${summary.cleanRounds} with host steal <= ${percent(STEAL_NOISE)} on both rows`;
-process.stdout.write(`\nprivatoon / Flask req/s by round: ${marked} (* host steal above ${percent(STEAL_NOISE)}); median ${summary.ratio.toFixed(2)} over all ${rounds}, ${cleanMedian} (issue #12: at least 1.5)\n`);
+  summary.cleanRounds === 0 ? `no round had a known host steal <= ${percent(STEAL_NOISE)} on both rows` : `${summary.cleanRatio.toFixed(2)} over the ${summary.cleanRounds} with host steal <= ${percent(STEAL_NOISE)} on both rows`;
+process.stdout.write(`\nprivatoon / Flask req/s by round: ${marked} (* host steal above ${percent(STEAL_NOISE)}, or unknown); median ${summary.ratio.toFixed(2)} over all ${rounds}, ${cleanMedian} (issue #12: at least 1.5)\n`);
 process.stdout.write(`Flask / privatoon service CPU a request by round: ${pairs.map((r) => r.cpuRatio.toFixed(2)).join(', ')}; median ${summary.cpuRatio.toFixed(2)} (capacity on cores of their own: bench/lib/rounds.ts)\n`);
 process.stdout.write(
   `Medians over the rounds: privatoon ${f1(median(ours.map((r) => r.perSecond)))} req/s, p99 ${ms(median(ours.map((r) => r.latency.p99)))} ms, /healthz p99 ${ms(median(ours.map((r) => r.health.p99)))} ms; ` +

@@ -21,16 +21,24 @@ export const MAX_PART_HEADER_BYTES = 2048;
 const CRLF2 = Buffer.from('\r\n\r\n');
 
 /**
+ * What separates two parts of this request's multipart body, `\r\n--<boundary>`; undefined without a boundary. The
+ * `boundary` parameter itself, not one whose name merely ends so (`xboundary=`): busboy reads that one.
+ */
+export function partDelimiter(request: FastifyRequest): Buffer | undefined {
+  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers['content-type'] ?? '');
+  const name = boundary?.[1] ?? boundary?.[2];
+  return name === undefined ? undefined : Buffer.from(`\r\n--${name}`);
+}
+
+/**
  * Starts watching the request's body; on a violation, fails the body's readers with a coded 400 (the reader rethrows
  * `request.uploadCut`). Call it right after the parser started reading (after the first `next()` of `parts()`).
  */
 export function watchEnvelope(request: FastifyRequest, headerPairs: number): void {
-  // The `boundary` parameter itself, not one whose name merely ends so (`xboundary=`): busboy reads that one.
-  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers['content-type'] ?? '');
-  const name = boundary?.[1] ?? boundary?.[2];
-  if (name === undefined) return; // the parser refuses it
-  const delimiter = Buffer.from(`--${name}`);
-  const next = Buffer.from(`\r\n--${name}`);
+  const found = partDelimiter(request);
+  if (found === undefined) return; // the parser refuses it
+  const next: Buffer = found;
+  const delimiter = next.subarray(2); // the first boundary line has no CRLF before it
   let state: 'preamble' | 'headers' | 'body' | 'done' = 'preamble';
   let seen = 0; // bytes of the current preamble or header block
   let lines = 0;

@@ -64,17 +64,27 @@ function tooLarge(maxUploadBytes: number): Error {
  * on the main thread they were, with the result, most of the array-buffer memory a request left for the collector,
  * and each collection pauses every request and health check. Pieces that share their memory with other bytes are
  * zero-filled only.
+ *
+ * `delimiter` (a multipart file: `\r\n--<boundary>`): a piece whose bytes all occur in it is copied but never written
+ * to. The multipart parser (@fastify/busboy) hands out bytes that may turn out to be a boundary, once they do not,
+ * as views of its own small search buffer, which it keeps using: zero-filling one corrupted the parser's state (the
+ * next field came out with zeros in it) and freeing one made its next read throw. Such bytes are the boundary's, which
+ * the client sent in the clear in Content-Type, never the photo's.
+ *
  * `expected` (a declared length) sizes the buffer at once; without it, it grows by doubling, each old copy wiped.
  * More than `max` bytes: UploadTooLargeError. The result is a buffer of its own (never a slice of a shared one) when
  * its length is as expected, so it can be moved to a worker without a copy.
  */
-export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, expected?: number): Promise<Buffer> {
+export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, { expected, delimiter }: { expected?: number | undefined; delimiter?: Buffer | undefined } = {}): Promise<Buffer> {
+  const wipe = (chunk: Buffer) => {
+    if (delimiter === undefined || chunk.length > delimiter.length || !delimiter.includes(chunk)) wipeAndFree(chunk);
+  };
   let body = Buffer.alloc(Math.min(max, expected ?? 64 * 1024));
   let length = 0;
   try {
     for await (const chunk of chunks) {
       if (length + chunk.length > max) {
-        wipeAndFree(chunk);
+        wipe(chunk);
         throw tooLarge(max);
       }
       if (length + chunk.length > body.length) {
@@ -85,7 +95,7 @@ export async function collectWiping(chunks: AsyncIterable<Buffer>, max: number, 
       }
       chunk.copy(body, length);
       length += chunk.length;
-      wipeAndFree(chunk);
+      wipe(chunk);
     }
   } catch (err) {
     wipeAndFree(body);
@@ -120,7 +130,7 @@ async function uploadsPlugin(fastify: FastifyInstance, opts: UploadsOptions) {
   fastify.addContentTypeParser([...RAW_IMAGE_TYPES], async (request: FastifyRequest, payload: AsyncIterable<Buffer>) => {
     const declared = Number(request.headers['content-length']);
     if (declared > opts.maxUploadBytes) throw tooLarge(opts.maxUploadBytes);
-    const body = await collectWiping(payload, opts.maxUploadBytes, Number.isSafeInteger(declared) ? declared : undefined);
+    const body = await collectWiping(payload, opts.maxUploadBytes, { expected: Number.isSafeInteger(declared) ? declared : undefined });
     if (Number.isSafeInteger(declared) && body.length !== declared) {
       body.fill(0);
       throw new BadRequestError('Content-Length does not match the body');

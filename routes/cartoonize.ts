@@ -19,7 +19,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { describeValidation, problemResponses } from '../plugins/errors.js';
 import { apiLimit, callerKey, ipKey, uiLimit } from '../plugins/rate-limit.js';
-import { watchEnvelope } from '../plugins/multipart-envelope.js';
+import { partDelimiter, watchEnvelope } from '../plugins/multipart-envelope.js';
 import { MULTIPART_HEADER_PAIRS, OPTION_FIELDS, collectWiping } from '../plugins/uploads.js';
 import { DEFAULT_QUALITY, sniffFormat, type CartoonizeOptions, type OutputFormat, type StageTimings } from '../contract.js';
 import { BadOptionError, BadRequestError, UnsupportedMediaError, UploadTooLargeError, type ProblemCode } from '../errors.js';
@@ -166,7 +166,7 @@ async function readForm(request: FastifyRequest, maxUploadBytes: number): Promis
           throw new BadRequestError('The file must be sent in the field "image"');
         }
         // Bounded by `fileSize`: busboy stops at it and marks the file truncated: 413, never a short image.
-        image = await collectWiping(part.file, maxUploadBytes);
+        image = await collectWiping(part.file, maxUploadBytes, { delimiter: partDelimiter(request) });
         if (part.file.truncated) {
           image.fill(0);
           image = null;

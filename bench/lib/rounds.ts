@@ -32,9 +32,12 @@ export function compareRound(ours: RoundSide, theirs: RoundSide, noise = STEAL_N
   };
 }
 
-/** Medians of the ratios: over every round, over the clean ones (NaN when none), and of the CPU ratios. */
+/**
+ * Medians of the ratios: over every round, over the clean ones, and of the CPU ratios; a ratio that could not be
+ * measured (NaN or infinite: a row without one answer, or unreadable counters) is left out, and no ratio gives NaN.
+ */
 export function summarizeRounds(rounds: readonly RoundComparison[]): { ratio: number; cleanRatio: number; cleanRounds: number; cpuRatio: number } {
-  const median = (values: number[]) => summarize(values).p50; // NaN when there are none
+  const median = (values: number[]) => summarize(values.filter(Number.isFinite)).p50; // NaN when there are none
   const clean = rounds.filter((r) => r.clean);
   return {
     ratio: median(rounds.map((r) => r.ratio)),

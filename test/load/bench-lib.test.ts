@@ -109,6 +109,11 @@ t.test('bench:flask compares rounds in req/s and CPU a request, and only rounds 
   t.equal(summary.cleanRatio, 1.5, 'median of the clean rounds only (nearest rank: the lower of two)');
   t.equal(summary.cpuRatio, 1.8);
   t.ok(Number.isNaN(summarizeRounds([noisy]).cleanRatio), 'no clean round: no clean median');
+  // A round that could not be measured (no answer on one side, unreadable counters) does not move the medians.
+  const unmeasured = compareRound({ perSecond: 0, cpuPerRequest: NaN, hostSteal: 0 }, { perSecond: 0, cpuPerRequest: 24, hostSteal: 0 });
+  for (const order of [[unmeasured, quiet, noisy], [quiet, unmeasured, noisy], [quiet, noisy, unmeasured]]) {
+    t.match(summarizeRounds(order), { ratio: 0.6, cpuRatio: 1.5 }, 'NaN left out wherever it stands');
+  }
 });
 
 t.test('the main thread\'s wait for a core is schedstat\'s second field; zeros mean the kernel does not count', async (t) => {

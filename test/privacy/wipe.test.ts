@@ -74,7 +74,7 @@ t.test('a body reader frees each chunk it has copied (Node hands out every piece
     yield shared;
   }
   const owners = own.map((chunk) => chunk.buffer);
-  const body = await collectWiping(chunks(), 1 << 20, 65316 + 14684 + shared.length);
+  const body = await collectWiping(chunks(), 1 << 20, { expected: 65316 + 14684 + shared.length });
   t.equal(body.length, 80000 + 16, 'the whole body');
   t.ok(body.subarray(0, 65316).every((b) => b === 1) && body.subarray(65316, 80000).every((b) => b === 2), 'in order, intact');
   t.equal(body.subarray(80000).toString(), 'tail of the body', 'the shared piece copied before it was wiped');
@@ -124,4 +124,25 @@ t.test('over a real socket, every piece of a body Node hands out is a buffer of 
   } finally {
     server.close();
   }
+});
+
+t.test('a multipart file: bytes that all occur in the part delimiter are copied but never written to', async (t) => {
+  // @fastify/busboy hands out bytes that looked like the start of a boundary as views of its own search buffer, which
+  // it keeps using; they are the boundary's bytes (sent in the clear in Content-Type), never the photo's.
+  const delimiter = Buffer.from('\r\n--form-boundary');
+  const lookbehind = Buffer.from(new Uint8Array(delimiter.length - 1).fill(0).buffer);
+  delimiter.copy(lookbehind, 0, 0, 9); // "\r\n--form-" as the parser keeps it
+  const photo = Buffer.from(filled(4096, 9).buffer);
+  async function* chunks() {
+    yield photo;
+    yield lookbehind.subarray(0, 9); // the prefix, from offset 0
+    yield lookbehind.subarray(2, 9); // a piece of it from further in ("--form-")
+  }
+  const photoBuffer = photo.buffer;
+  const body = await collectWiping(chunks(), 1 << 20, { delimiter });
+  t.equal(body.subarray(4096).toString('latin1'), '\r\n--form---form-', 'every byte arrives');
+  t.equal(lookbehind.byteLength, delimiter.length - 1, "the parser's buffer is neither freed...");
+  t.equal(lookbehind.subarray(0, 9).toString('latin1'), '\r\n--form-', '...nor zero-filled');
+  if (CAN_FREE_EARLY) t.equal(photoBuffer.byteLength, 0, "the photo's piece: freed");
+  else t.ok(allZero(new Uint8Array(photoBuffer)), "the photo's piece: zero-filled");
 });
