@@ -29,7 +29,7 @@ interface ErrorRow {
 
 /** Every code, in the order the problem catalogue lists them (by status). */
 export const ERROR_CODES = {
-  PTOON_BAD_REQUEST: { status: 400, title: 'Bad request', description: 'The request is malformed: a second file, an unknown form field, a broken multipart body, a bad URL.', rejection: 'bad_request' },
+  PTOON_BAD_REQUEST: { status: 400, title: 'Bad request', description: 'The request is malformed: a second file, an unknown form field, a broken multipart body or one without exactly one RFC 2046 boundary, a bad URL.', rejection: 'bad_request' },
   PTOON_BAD_OPTION: { status: 400, title: 'Bad option', description: 'An option (style, format, quality, max_size, download, crop...) has a value outside its range, or is unknown.', rejection: 'bad_request' },
   PTOON_UNKNOWN_STYLE: { status: 400, title: 'Unknown style', description: 'No style has this id here; GET /api/styles lists them.', rejection: 'bad_request' },
   PTOON_KEY_CONFLICT: { status: 400, title: 'Two different API keys', description: 'X-API-Key and Authorization: Bearer carry different keys; send one.', authFailure: 'conflict' },

@@ -20,14 +20,32 @@ export const MAX_PART_HEADER_BYTES = 2048;
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 
+/** One parameter of a Content-Type: a plain name, then a plain value or a quoted one without quotes or escapes in it. */
+const PARAMETER = /^\s*([A-Za-z0-9-]+)\s*=\s*(?:"([^"\\]*)"|([^"\\\s]+))\s*$/;
+/** RFC 2046: 1 to 70 of these characters, a space only inside (and so only quoted). */
+const BOUNDARY = /^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/;
+
 /**
- * What separates two parts of this request's multipart body, `\r\n--<boundary>`; undefined without a boundary. The
- * `boundary` parameter itself, not one whose name merely ends so (`xboundary=`): busboy reads that one.
+ * What separates two parts of this request's multipart body, `\r\n--<boundary>`; undefined unless its Content-Type
+ * has exactly one `boundary` parameter, written as RFC 2046 writes it, and parameters as plain as that besides.
+ *
+ * Why so strict: the multipart parser (busboy) reads the header with its own rules (quoted strings with escapes,
+ * RFC 2231 `name*=` encodings, unquoted spaces dropped), and both this file's bounds and the upload reader
+ * (`collectWiping`, which must recognise the parser's own bytes: plugins/uploads.ts) need the very boundary the parser
+ * uses. Browsers, curl and HTTP libraries send `boundary=<letters, digits and dashes>`, quoted at most; on anything else
+ * the two readings could differ, so the form is refused instead (routes/cartoonize.ts).
  */
 export function partDelimiter(request: FastifyRequest): Buffer | undefined {
-  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers['content-type'] ?? '');
-  const name = boundary?.[1] ?? boundary?.[2];
-  return name === undefined ? undefined : Buffer.from(`\r\n--${name}`);
+  const [, ...parameters] = (request.headers['content-type'] ?? '').split(';');
+  let boundary: string | undefined;
+  for (const parameter of parameters) {
+    const match = PARAMETER.exec(parameter);
+    if (match === null) return undefined;
+    if (match[1]!.toLowerCase() !== 'boundary') continue;
+    if (boundary !== undefined) return undefined; // two: which one would the parser take?
+    boundary = match[2] ?? match[3]!;
+  }
+  return boundary !== undefined && BOUNDARY.test(boundary) ? Buffer.from(`\r\n--${boundary}`) : undefined;
 }
 
 /**
@@ -36,7 +54,7 @@ export function partDelimiter(request: FastifyRequest): Buffer | undefined {
  */
 export function watchEnvelope(request: FastifyRequest, headerPairs: number): void {
   const found = partDelimiter(request);
-  if (found === undefined) return; // the parser refuses it
+  if (found === undefined) return; // refused by the route before the body is read
   const next: Buffer = found;
   const delimiter = next.subarray(2); // the first boundary line has no CRLF before it
   let state: 'preamble' | 'headers' | 'body' | 'done' = 'preamble';

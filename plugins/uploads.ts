@@ -65,7 +65,7 @@ function tooLarge(maxUploadBytes: number): Error {
  * and each collection pauses every request and health check. Pieces that share their memory with other bytes are
  * zero-filled only.
  *
- * `delimiter` (a multipart file: `\r\n--<boundary>`): a piece whose bytes all occur in it is copied but never written
+ * `delimiter` (a multipart file: `\r\n--<boundary>`): a piece that is a run of its bytes is copied but never written
  * to. The multipart parser (@fastify/busboy) hands out bytes that may turn out to be a boundary, once they do not,
  * as views of its own small search buffer, which it keeps using: zero-filling one corrupted the parser's state (the
  * next field came out with zeros in it) and freeing one made its next read throw. Such bytes are the boundary's, which

@@ -155,6 +155,11 @@ async function readForm(request: FastifyRequest, maxUploadBytes: number): Promis
   const fields: Record<string, string> = {};
   try {
     if (request.uploadCut !== null) throw request.uploadCut; // cut before this reader started
+    // The boundary as the parser will read it, or a 400 before the body is read (plugins/multipart-envelope.ts).
+    const delimiter = partDelimiter(request);
+    if (delimiter === undefined) {
+      throw new BadRequestError("The multipart Content-Type needs exactly one boundary parameter of 1 to 70 letters, digits or '()+_,-./:=? (RFC 2046)");
+    }
     const parts = request.parts()[Symbol.asyncIterator]();
     const first = parts.next(); // the parser starts reading the body here...
     watchEnvelope(request, MULTIPART_HEADER_PAIRS); // ...and the envelope's bounds are watched from the same chunks
@@ -166,7 +171,7 @@ async function readForm(request: FastifyRequest, maxUploadBytes: number): Promis
           throw new BadRequestError('The file must be sent in the field "image"');
         }
         // Bounded by `fileSize`: busboy stops at it and marks the file truncated: 413, never a short image.
-        image = await collectWiping(part.file, maxUploadBytes, { delimiter: partDelimiter(request) });
+        image = await collectWiping(part.file, maxUploadBytes, { delimiter });
         if (part.file.truncated) {
           image.fill(0);
           image = null;

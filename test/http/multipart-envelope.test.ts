@@ -112,3 +112,29 @@ t.test('a file ending in what looks like the start of a boundary, split there, a
   }
   t.equal((await send(body())).status, 200, 'and an ordinary form after them');
 });
+
+t.test('a boundary the parser could read differently is refused before the body is read; the ways clients write one pass', async (t) => {
+  const withType = (contentType: string) => post(api, body(), { 'x-api-key': keys['alice']!, 'content-type': contentType });
+  for (const contentType of [
+    `multipart/form-data; boundary="${BOUNDARY}"`, // quoted, as .NET sends it
+    `multipart/form-data;boundary=${BOUNDARY}`,
+    `multipart/form-data; charset=utf-8; boundary=${BOUNDARY}`,
+    `Multipart/Form-Data; BOUNDARY=${BOUNDARY}`,
+  ]) {
+    t.equal((await withType(contentType)).status, 200, contentType);
+  }
+  for (const contentType of [
+    `multipart/form-data; boundary="${BOUNDARY}\\"x"`, // an escape: the parser unescapes it
+    `multipart/form-data; x="; boundary=decoy"; boundary=${BOUNDARY}`, // a quoted look-alike
+    `multipart/form-data; boundary=decoy; boundary=${BOUNDARY}`, // two
+    `multipart/form-data; boundary*=utf-8''${BOUNDARY}`, // RFC 2231
+    `multipart/form-data; boundary=${'b'.repeat(71)}`, // longer than RFC 2046 allows
+    `multipart/form-data; boundary=${BOUNDARY}\u00e9`, // outside its characters
+    'multipart/form-data',
+  ]) {
+    const answer = await withType(contentType);
+    t.equal(answer.status, 400, contentType);
+    t.match(answer.json(), { code: 'PTOON_BAD_REQUEST', detail: /boundary parameter/ }, `${contentType}: says why`);
+  }
+  t.equal((await send(body())).status, 200, 'and the next form is served');
+});
