@@ -39,6 +39,7 @@ export function partDelimiter(request: FastifyRequest): Buffer | undefined {
   const [, ...parameters] = (request.headers['content-type'] ?? '').split(';');
   let boundary: string | undefined;
   for (const parameter of parameters) {
+    if (parameter.trim() === '') continue; // "boundary=x;": a trailing separator
     const match = PARAMETER.exec(parameter);
     if (match === null) return undefined;
     if (match[1]!.toLowerCase() !== 'boundary') continue;

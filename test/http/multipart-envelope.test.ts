@@ -120,6 +120,7 @@ t.test('a boundary the parser could read differently is refused before the body 
     `multipart/form-data;boundary=${BOUNDARY}`,
     `multipart/form-data; charset=utf-8; boundary=${BOUNDARY}`,
     `Multipart/Form-Data; BOUNDARY=${BOUNDARY}`,
+    `multipart/form-data; boundary=${BOUNDARY};`,
   ]) {
     t.equal((await withType(contentType)).status, 200, contentType);
   }
