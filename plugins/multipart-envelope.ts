@@ -51,12 +51,10 @@ export function partDelimiter(request: FastifyRequest): Buffer | undefined {
 
 /**
  * Starts watching the request's body; on a violation, fails the body's readers with a coded 400 (the reader rethrows
- * `request.uploadCut`). Call it right after the parser started reading (after the first `next()` of `parts()`).
+ * `request.uploadCut`). Call it right after the parser started reading (after the first `next()` of `parts()`), with
+ * the request's `partDelimiter`.
  */
-export function watchEnvelope(request: FastifyRequest, headerPairs: number): void {
-  const found = partDelimiter(request);
-  if (found === undefined) return; // refused by the route before the body is read
-  const next: Buffer = found;
+export function watchEnvelope(request: FastifyRequest, headerPairs: number, next: Buffer): void {
   const delimiter = next.subarray(2); // the first boundary line has no CRLF before it
   let state: 'preamble' | 'headers' | 'body' | 'done' = 'preamble';
   let seen = 0; // bytes of the current preamble or header block

@@ -162,7 +162,7 @@ async function readForm(request: FastifyRequest, maxUploadBytes: number): Promis
     }
     const parts = request.parts()[Symbol.asyncIterator]();
     const first = parts.next(); // the parser starts reading the body here...
-    watchEnvelope(request, MULTIPART_HEADER_PAIRS); // ...and the envelope's bounds are watched from the same chunks
+    watchEnvelope(request, MULTIPART_HEADER_PAIRS, delimiter); // ...and the envelope's bounds are watched from the same chunks
     for (let step = await first; step.done !== true; step = await parts.next()) {
       const part = step.value;
       if (part.type === 'file') {

@@ -65,8 +65,8 @@ t.test('memory that cannot be detached is zero-filled and keeps working', async 
 });
 
 t.test('a body reader frees each chunk it has copied (Node hands out every piece of a body as a buffer of its own)', async (t) => {
-  // As Node's HTTP parser hands a body out: each piece a copy of its own; then a piece that shares its buffer (a slice
-  // of Node's Buffer pool here, as TLS or a test's slices would).
+  // As Node's HTTP parser hands a body out: each piece a copy of its own; then a piece that shares its buffer (here a
+  // slice of Node's Buffer pool).
   const own = [filled(65316, 1), filled(14684, 2)].map((bytes) => Buffer.from(bytes.buffer));
   const shared = Buffer.from('tail of the body');
   async function* chunks() {
